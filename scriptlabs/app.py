@@ -1,0 +1,85 @@
+"""The ASGI application: routes, start-up and shut-down. uvicorn loads `create_app`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from scriptlabs.auth.passwords import Passwords
+from scriptlabs.auth.tokens import TokenVerifier
+from scriptlabs.config import Settings
+from scriptlabs.db.migrate import pending_migrations
+from scriptlabs.db.pool import create_pool
+from scriptlabs.graphiql import ASSETS_URL_PATH, GRAPHIQL_ASSETS_DIR
+from scriptlabs.graphql.context import Services
+from scriptlabs.graphql.schema import Schema, build_schema
+from scriptlabs.http.graphql import GraphQLEndpoint
+from scriptlabs.ops import health
+
+log = logging.getLogger("scriptlabs")
+
+
+class NotReady(RuntimeError):
+    """The API cannot start: the message says what to do."""
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The app for `settings` (default: from the environment, DATABASE_URL and JWT_SECRET set)."""
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise NotReady("DATABASE_URL is not set: start the API with `scriptlabs serve`")
+    if not settings.jwt_secret:
+        raise NotReady("JWT_SECRET is not set")
+    schema = build_schema(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url is not None and settings.jwt_secret is not None
+        pending = await pending_migrations(settings.database_url)
+        if pending:
+            raise NotReady(
+                f"the database has {len(pending)} pending migrations ({', '.join(pending)}): "
+                "run `scriptlabs db migrate` first"
+            )
+        pool = await create_pool(settings)
+        services = Services(
+            settings=settings,
+            pool=pool,
+            passwords=Passwords(settings.argon2),
+            verifier=TokenVerifier(settings.jwt_secret),
+        )
+        app.state.services = services
+        endpoint.bind(schema, services)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    endpoint = _LateEndpoint()
+    routes = [
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        Route("/health/live", health.live, methods=["GET"]),
+        Route("/health/ready", health.ready, methods=["GET"]),
+        Mount(ASSETS_URL_PATH, StaticFiles(directory=GRAPHIQL_ASSETS_DIR, check_dir=False)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class _LateEndpoint:
+    """The GraphQL endpoint, bound once the lifespan has made the services."""
+
+    def __init__(self) -> None:
+        self._endpoint: GraphQLEndpoint | None = None
+
+    def bind(self, schema: Schema, services: Services) -> None:
+        self._endpoint = GraphQLEndpoint(schema, services)
+
+    async def __call__(self, scope: object, receive: object, send: object) -> None:
+        if self._endpoint is None:
+            raise RuntimeError("the app has not started")
+        await self._endpoint(scope, receive, send)

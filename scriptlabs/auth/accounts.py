@@ -1,0 +1,192 @@
+"""Sign-up and sign-in: argon2id passwords, a user_sessions row per sign-in, a token pair.
+
+The request roles cannot read password hashes, so these flows switch the operation's
+transaction to `service_role` for their statements and back (Operation.as_role).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from scriptlabs.auth.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
+from scriptlabs.auth.tokens import mint_access_token
+from scriptlabs.config import Settings
+from scriptlabs.db.operation import Operation
+from scriptlabs.errors import AppError, Code
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+INVALID_CREDENTIALS = "Invalid email or password"
+
+INSERT_USER = """
+insert into auth.users (email, encrypted_password, email_confirmed_at, last_sign_in_at)
+values ($1, $2, now(), now())
+returning id, email, created_at, last_sign_in_at
+"""
+
+FIND_USER = """
+select id, email, encrypted_password, created_at
+from auth.users
+where lower(email) = $1
+"""
+
+TOUCH_SIGN_IN = """
+update auth.users set last_sign_in_at = now() where id = $1
+returning id, email, created_at, last_sign_in_at
+"""
+
+INSERT_SESSION = """
+insert into public.user_sessions (user_id, id, refresh_token_hash, expires_at, user_agent, ip_address)
+values ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: uuid.UUID
+    email: str
+    created_at: dt.datetime
+    last_sign_in_at: dt.datetime | None
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> UserRow:
+        return cls(row["id"], row["email"], row["created_at"], row["last_sign_in_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: UserRow
+    access_token: str
+    expires_in: int
+    expires_at: dt.datetime
+    refresh_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is asking: kept on the session row."""
+
+    user_agent: str | None
+    ip_address: str | None
+
+
+def normalize_email(raw: str, field: str = "email") -> str:
+    email = raw.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise AppError(Code.BAD_USER_INPUT, "Not a valid email address", field=field)
+    return email
+
+
+def check_password(password: str, field: str = "password") -> None:
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        raise AppError(
+            Code.BAD_USER_INPUT,
+            f"Password must be {MIN_LENGTH} to {MAX_LENGTH} characters long",
+            field=field,
+        )
+
+
+def hash_token(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def make_refresh_token(user_id: uuid.UUID, session_id: uuid.UUID) -> tuple[str, bytes]:
+    """An opaque refresh token and the hash that is stored (the token itself never is).
+
+    It carries its session's key (user id, session id) so it is found by primary key,
+    and 256 random bits that only the client holds.
+    """
+    key = base64.urlsafe_b64encode(user_id.bytes + session_id.bytes).decode().rstrip("=")
+    secret = secrets.token_urlsafe(32)
+    return f"{key}.{secret}", hash_token(secret)
+
+
+async def start_session(
+    conn: asyncpg.Connection, settings: Settings, user: UserRow, client: Client
+) -> SignedIn:
+    """Insert a session for `user` (already under service_role) and mint its token pair."""
+    if settings.jwt_secret is None:
+        raise RuntimeError("JWT secret not configured")
+    session_id = uuid.uuid4()
+    refresh_token, refresh_hash = make_refresh_token(user.id, session_id)
+    await conn.execute(
+        INSERT_SESSION,
+        user.id,
+        session_id,
+        refresh_hash,
+        float(settings.refresh_token_ttl),
+        client.user_agent,
+        client.ip_address,
+    )
+    access_token, exp = mint_access_token(
+        settings.jwt_secret,
+        user_id=user.id,
+        email=user.email,
+        session_id=session_id,
+        issuer=settings.jwt_issuer,
+        expires_in=settings.jwt_expiry,
+    )
+    return SignedIn(
+        user=user,
+        access_token=access_token,
+        expires_in=settings.jwt_expiry,
+        expires_at=dt.datetime.fromtimestamp(exp, dt.UTC),
+        refresh_token=refresh_token,
+    )
+
+
+async def sign_up(
+    op: Operation,
+    settings: Settings,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    client: Client,
+) -> SignedIn:
+    email = normalize_email(email)
+    check_password(password)
+    encoded = await passwords.hash(password)
+    async with op.as_role("service_role") as conn:
+        row = await conn.fetchrow(INSERT_USER, email, encoded)
+        assert row is not None
+        return await start_session(conn, settings, UserRow.from_record(row), client)
+
+
+async def sign_in(
+    op: Operation,
+    settings: Settings,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    client: Client,
+) -> SignedIn:
+    """The same error, in about the same time, for an unknown email and a wrong password."""
+    try:
+        email = normalize_email(email)
+    except AppError:
+        email = ""
+    async with op.as_role("service_role") as conn:
+        row = await conn.fetchrow(FIND_USER, email) if email else None
+        encoded = row["encrypted_password"] if row is not None else None
+        if not await passwords.verify(encoded, password) or row is None:
+            raise AppError(Code.UNAUTHENTICATED, INVALID_CREDENTIALS)
+        touched = await conn.fetchrow(TOUCH_SIGN_IN, row["id"])
+        assert touched is not None
+        return await start_session(conn, settings, UserRow.from_record(touched), client)
+
+
+ME = "select id, email, created_at, last_sign_in_at from auth.users where id = (select auth.uid())"
+
+
+async def current_user(op: Operation) -> UserRow | None:
+    if op.claims.sub is None:
+        return None
+    row = await op.fetchrow(ME)
+    return UserRow.from_record(row) if row is not None else None

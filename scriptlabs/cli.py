@@ -1,0 +1,189 @@
+"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from scriptlabs.config import Settings, SettingsError
+from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
+from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
+
+log = logging.getLogger("scriptlabs")
+SCHEMA_FILE = Path("schema.graphql")
+
+
+class CommandError(Exception):
+    """Stops the command with a message for the operator and exit status 2."""
+
+
+@contextlib.contextmanager
+def database(settings: Settings, *, migrate_embedded: bool = True) -> Iterator[Settings]:
+    """Settings pointed at a database: DATABASE_URL's, or the embedded cluster (started,
+    migrated, and stopped again on exit if this call started it)."""
+    if settings.database_url:
+        yield settings
+        return
+    cluster = EmbeddedPostgres(settings.data_dir)
+    print(f"==> embedded PostgreSQL in {cluster.data_dir}", file=sys.stderr)
+    with cluster:
+        if migrate_embedded:
+            applied = asyncio.run(migrate(cluster.admin_dsn()))
+            if applied:
+                print(f"==> applied migrations: {', '.join(applied)}", file=sys.stderr)
+        yield settings.with_database(cluster.dsn(), cluster.admin_dsn())
+
+
+def with_secret(settings: Settings) -> Settings:
+    if settings.jwt_secret:
+        return settings
+    return settings.with_secret(dev_secret(settings.data_dir, "jwt_secret"))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = with_secret(settings)
+    with database(settings) as settings:
+        assert settings.database_url is not None
+        pending = asyncio.run(pending_migrations(settings.database_url))
+        if pending:
+            raise CommandError(
+                f"the database has pending migrations ({', '.join(pending)}); "
+                "run `scriptlabs db migrate` (with DATABASE_ADMIN_URL set to the owner's DSN)"
+            )
+        print(f"==> serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
+        options = {
+            "host": args.host,
+            "port": args.port,
+            "loop": "uvloop",
+            "http": "httptools",
+            "proxy_headers": False,  # client addresses: TRUSTED_PROXIES, in the app
+            "access_log": False,
+            "server_header": False,
+            "log_level": "info",
+        }
+        if args.workers > 1:
+            os.environ["DATABASE_URL"] = settings.database_url
+            os.environ["JWT_SECRET"] = settings.jwt_secret or ""
+            uvicorn.run(
+                "scriptlabs.app:create_app", factory=True, workers=args.workers, **options
+            )
+        else:
+            from scriptlabs.app import create_app
+
+            uvicorn.run(create_app(settings), **options)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.database_url is None:
+        with database(settings):
+            pass  # starting the embedded cluster migrates it
+        print("==> embedded database is up to date", file=sys.stderr)
+        return 0
+    admin = settings.database_admin_url or settings.database_url
+    password = urlsplit(settings.database_url).password
+    applied = asyncio.run(migrate(admin, authenticator_password=password))
+    print(f"applied: {', '.join(applied)}" if applied else "up to date", file=sys.stderr)
+    return 0
+
+
+def cmd_url(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.database_url:
+        print(settings.database_admin_url if args.admin else settings.database_url)
+        return 0
+    cluster = EmbeddedPostgres(settings.data_dir)
+    print(cluster.admin_dsn() if args.admin else cluster.dsn())
+    return 0
+
+
+def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.graphql.schema import build_schema
+
+    sdl = build_schema(settings).as_str() + "\n"
+    if not args.check:
+        sys.stdout.write(sdl)
+        return 0
+    current = SCHEMA_FILE.read_text(encoding="utf-8") if SCHEMA_FILE.exists() else ""
+    if current != sdl:
+        raise CommandError(
+            "schema.graphql is stale: run `scriptlabs schema > schema.graphql` and commit it"
+        )
+    print("schema.graphql is up to date", file=sys.stderr)
+    return 0
+
+
+def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.auth.passwords import make_hasher
+    from scriptlabs.labs.demo import load_demo_data
+
+    if args.labs < 0 or args.users < 1:
+        raise CommandError("--labs must be 0 or more and --users 1 or more")
+    password_hash = make_hasher(settings.argon2).hash(args.password)
+    with database(settings) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        users = asyncio.run(
+            load_demo_data(
+                admin,
+                labs=args.labs,
+                users=args.users,
+                password=args.password,
+                password_hash=password_hash,
+            )
+        )
+    for user in users:
+        print(f"{user.email}\t{user.id}\t{user.labs}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API (embedded PostgreSQL without DATABASE_URL)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+
+    db = sub.add_parser("db", help="the database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply pending migrations (idempotent)").set_defaults(
+        run=cmd_migrate
+    )
+    url = db_sub.add_parser("url", help="print the DSN the API uses")
+    url.add_argument("--admin", action="store_true", help="the owner's DSN instead")
+    url.set_defaults(run=cmd_url)
+
+    schema = sub.add_parser("schema", help="print the GraphQL SDL")
+    schema.add_argument("--check", action="store_true", help="fail when schema.graphql is stale")
+    schema.set_defaults(run=cmd_schema)
+
+    demo = sub.add_parser("demo-data", help="add demo users and labs")
+    demo.add_argument("--labs", type=int, required=True)
+    demo.add_argument("--users", type=int, default=1)
+    demo.add_argument("--password", default="demo-password")
+    demo.set_defaults(run=cmd_demo_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        return int(args.run(settings, args))
+    except (CommandError, SettingsError, EmbeddedError, MigrationError) as exc:
+        print(f"scriptlabs: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,147 @@
+"""Settings: read once from the environment (CONTRACT.md section 1)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(ValueError):
+    """A setting has a value the API cannot run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in raw.split(",")
+            if part.strip()
+        )
+    except ValueError as exc:
+        raise SettingsError(f"TRUSTED_PROXIES: {exc}") from None
+
+
+DEFAULT_MAIL_FROM = "Script Labs <no-reply@scriptlabs.local>"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """argon2id cost; RFC 9106's second recommended option by default."""
+
+    time_cost: int = 3
+    memory_cost: int = 64 * 1024  # KiB
+    parallelism: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the API reads from its environment, validated once."""
+
+    database_url: str | None = None
+    database_admin_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_expiry: int = 3600
+    jwt_issuer: str = "scriptlabs"
+    refresh_token_ttl: int = 30 * 24 * 3600
+    refresh_reuse_interval: int = 10
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    mail_from: str = DEFAULT_MAIL_FROM
+    public_url: str = DEFAULT_PUBLIC_URL
+    graphql_introspection: bool = True
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    db_statement_cache_size: int = 100
+    statement_timeout_ms: int = 5000
+    data_dir: Path = Path(".scriptlabs")
+    trusted_proxies: tuple[Network, ...] = ()
+    max_depth: int = 10
+    max_aliases: int = 100
+    max_fields: int = 500
+    max_body_bytes: int = 1024 * 1024
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check the settings; raise SettingsError naming a bad one."""
+        env = os.environ if env is None else env
+        database_url = env.get("DATABASE_URL") or None
+        secret = env.get("JWT_SECRET") or None
+        if secret is not None and len(secret.encode()) < 32:
+            raise SettingsError("JWT_SECRET must be at least 32 bytes long")
+        default = Argon2Params()
+        argon2 = Argon2Params(
+            time_cost=_int(env, "ARGON2_TIME_COST", default.time_cost, minimum=1),
+            memory_cost=_int(env, "ARGON2_MEMORY_KIB", default.memory_cost, minimum=8),
+            parallelism=_int(env, "ARGON2_PARALLELISM", default.parallelism, minimum=1),
+        )
+        settings = cls(
+            database_url=database_url,
+            database_admin_url=env.get("DATABASE_ADMIN_URL") or database_url,
+            jwt_secret=secret,
+            jwt_expiry=_int(env, "JWT_EXPIRY", 3600, minimum=1),
+            jwt_issuer=env.get("JWT_ISSUER") or "scriptlabs",
+            refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1),
+            refresh_reuse_interval=_int(env, "REFRESH_REUSE_INTERVAL", 10),
+            smtp_host=env.get("SMTP_HOST") or None,
+            smtp_port=_int(env, "SMTP_PORT", 587, minimum=1),
+            smtp_user=env.get("SMTP_USER") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+            mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
+            public_url=(env.get("PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+            graphql_introspection=_bool(env, "GRAPHQL_INTROSPECTION", True),
+            db_pool_min=_int(env, "DB_POOL_MIN", 2),
+            db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=1),
+            db_statement_cache_size=_int(env, "DB_STATEMENT_CACHE_SIZE", 100),
+            statement_timeout_ms=_int(env, "STATEMENT_TIMEOUT_MS", 5000),
+            data_dir=Path(env.get("SCRIPTLABS_DATA_DIR") or ".scriptlabs"),
+            trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
+            max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, minimum=1),
+            max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 100, minimum=1),
+            max_fields=_int(env, "GRAPHQL_MAX_FIELDS", 500, minimum=1),
+            argon2=argon2,
+        )
+        if settings.db_pool_min > settings.db_pool_max:
+            raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        return settings
+
+    def with_database(self, url: str, admin_url: str | None = None) -> Settings:
+        """The same settings pointed at another database (the embedded one)."""
+        return replace(self, database_url=url, database_admin_url=admin_url or url)
+
+    def with_secret(self, secret: str) -> Settings:
+        return replace(self, jwt_secret=secret)

@@ -1,0 +1,1 @@
+"""The GraphQL face: Strawberry types, resolvers and the extensions around each operation."""

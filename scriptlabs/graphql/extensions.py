@@ -1,0 +1,101 @@
+"""Cross-cutting parts of every operation, as Strawberry schema extensions.
+
+- OperationTransaction: one transaction per operation; commit only when nothing failed.
+- PublicErrors: every error gets the contract's `extensions.code`; nothing internal leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from scriptlabs.db.operation import Operation, Skipped
+from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
+from scriptlabs.graphql.context import Context
+
+log = logging.getLogger("scriptlabs.graphql")
+
+
+class OperationTransaction(SchemaExtension):
+    """Opens the operation's transaction (lazily, on its first statement) and ends it."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        ctx: Context = self.execution_context.context
+        services = ctx.services
+        readonly = self.execution_context.operation_type is OperationType.QUERY
+        op = Operation(
+            services.pool,
+            ctx.claims,
+            readonly=readonly,
+            statement_timeout_ms=services.settings.statement_timeout_ms,
+        )
+        ctx.op = op
+        ctx.executed = True
+        commit = False
+        try:
+            yield
+            result = self.execution_context.result
+            failed = bool(result is not None and result.errors) or op.failed
+            commit = not failed
+            if failed and not readonly and result is not None:
+                result.data = None  # contract: a mutation that failed anywhere wrote nothing
+        finally:
+            await op.finish(commit=commit)
+
+
+def _public(error: GraphQLError) -> GraphQLError | None:
+    original = error.original_error
+    if isinstance(original, Skipped) or (
+        isinstance(original, asyncpg.InFailedSQLTransactionError)
+    ):
+        return None  # a consequence of an earlier error, reported already
+    if isinstance(original, AppError):
+        return error
+    if isinstance(original, asyncpg.PostgresError):
+        mapped = from_db_error(original)
+        if mapped.code is Code.INTERNAL_SERVER_ERROR:
+            log.error("database error in %s", error.path, exc_info=original)
+        return GraphQLError(
+            mapped.message, error.nodes, error.source, error.positions, error.path,
+            extensions=mapped.extensions,
+        )
+    if original is None or error.path is None:
+        # parse, validation and variable errors: the request is at fault
+        if error.extensions and "code" in error.extensions:
+            return error
+        return GraphQLError(
+            error.message, error.nodes, error.source, error.positions, error.path,
+            extensions={**(error.extensions or {}), "code": Code.BAD_USER_INPUT.value},
+        )
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    return GraphQLError(
+        INTERNAL_MESSAGE, error.nodes, error.source, error.positions, error.path,
+        extensions={"code": Code.INTERNAL_SERVER_ERROR.value},
+    )
+
+
+def public_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    kept = [e for e in map(_public, errors) if e is not None]
+    # keep at least one error if all were consequences (cannot happen, but never lose the fact)
+    return kept or [_public_fallback()]
+
+
+def _public_fallback() -> GraphQLError:
+    return GraphQLError(INTERNAL_MESSAGE, extensions={"code": Code.INTERNAL_SERVER_ERROR.value})
+
+
+class PublicErrors(SchemaExtension):
+    """Maps every error to the contract's codes; logs what a client must not see."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, (GraphQLExecutionResult, ExecutionResult)) and result.errors:
+            result.errors = public_errors(result.errors)

@@ -1,0 +1,176 @@
+"""Input types, and their translation into the domain's descriptions (no Strawberry below)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import strawberry
+from strawberry.types.unset import UNSET
+
+from scriptlabs.labs import isbn as isbn_rules
+from scriptlabs.labs.columns import OrderField
+from scriptlabs.labs.columns import ReadingStatus as StoredStatus
+from scriptlabs.labs.filters import Condition, LabWhere
+from scriptlabs.graphql.types import LabOrderField, OrderDirection, ReadingStatus
+
+
+@strawberry.input
+class StringFilter:
+    eq: str | None = UNSET
+    neq: str | None = UNSET
+    in_: list[str] | None = strawberry.field(name="in", default=UNSET)
+    is_null: bool | None = UNSET
+    starts_with: str | None = UNSET
+    ilike: str | None = UNSET
+
+
+@strawberry.input
+class IntFilter:
+    eq: int | None = UNSET
+    neq: int | None = UNSET
+    gt: int | None = UNSET
+    gte: int | None = UNSET
+    lt: int | None = UNSET
+    lte: int | None = UNSET
+    in_: list[int] | None = strawberry.field(name="in", default=UNSET)
+    is_null: bool | None = UNSET
+
+
+@strawberry.input
+class DateTimeFilter:
+    gt: dt.datetime | None = UNSET
+    gte: dt.datetime | None = UNSET
+    lt: dt.datetime | None = UNSET
+    lte: dt.datetime | None = UNSET
+
+
+@strawberry.input
+class ReadingStatusFilter:
+    eq: ReadingStatus | None = UNSET
+    neq: ReadingStatus | None = UNSET
+    in_: list[ReadingStatus] | None = strawberry.field(name="in", default=UNSET)
+
+
+@strawberry.input
+class LabFilter:
+    title: StringFilter | None = UNSET
+    author: StringFilter | None = UNSET
+    category: StringFilter | None = UNSET
+    isbn: StringFilter | None = UNSET
+    rating: IntFilter | None = UNSET
+    publication_year: IntFilter | None = UNSET
+    reading_status: ReadingStatusFilter | None = UNSET
+    created_at: DateTimeFilter | None = UNSET
+    updated_at: DateTimeFilter | None = UNSET
+    and_: list[LabFilter] | None = strawberry.field(name="and", default=UNSET)
+    or_: list[LabFilter] | None = strawberry.field(name="or", default=UNSET)
+    not_: LabFilter | None = strawberry.field(name="not", default=UNSET)
+
+
+@strawberry.input
+class LabOrder:
+    field: LabOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input
+class CreateLabInput:
+    title: str
+    author: str
+    category: str | None = UNSET
+    publication_year: int | None = UNSET
+    isbn: str | None = UNSET
+    rating: int | None = UNSET
+    reading_status: ReadingStatus | None = StoredStatus.TO_READ
+    notes: str | None = UNSET
+    cover_url: str | None = UNSET
+
+
+@strawberry.input(description="Omitted fields stay unchanged; an explicit null clears one.")
+class UpdateLabInput:
+    title: str | None = UNSET
+    author: str | None = UNSET
+    category: str | None = UNSET
+    publication_year: int | None = UNSET
+    isbn: str | None = UNSET
+    rating: int | None = UNSET
+    reading_status: ReadingStatus | None = UNSET
+    notes: str | None = UNSET
+    cover_url: str | None = UNSET
+
+
+# LabFilter attribute → column
+_FILTER_FIELDS: tuple[str, ...] = (
+    "title", "author", "category", "isbn", "rating", "publication_year", "reading_status",
+    "created_at", "updated_at",
+)
+_OPERATORS: tuple[tuple[str, str], ...] = (
+    ("eq", "eq"), ("neq", "neq"), ("gt", "gt"), ("gte", "gte"), ("lt", "lt"), ("lte", "lte"),
+    ("in_", "in"), ("is_null", "isNull"), ("starts_with", "startsWith"), ("ilike", "ilike"),
+)
+
+
+def given(value: Any) -> bool:
+    """Neither omitted nor null."""
+    return value is not None and value is not UNSET
+
+
+def _value(column: str, op: str, value: Any) -> Any:
+    if isinstance(value, StoredStatus):
+        return value.value
+    if isinstance(value, list):
+        return [_value(column, op, v) for v in value]
+    if column == "isbn" and op in ("eq", "neq", "in") and isinstance(value, str):
+        return isbn_rules.normalize(value)  # stored ISBNs are normalised: compare alike
+    return value
+
+
+def to_where(f: LabFilter | None) -> LabWhere | None:
+    """LabFilter → LabWhere. Null operators are ignored, as if they were not given."""
+    if not given(f):
+        return None
+    assert f is not None
+    conditions: list[Condition] = []
+    for column in _FILTER_FIELDS:  # attribute names are the column names
+        operators = getattr(f, column)
+        if not given(operators):
+            continue
+        for op_attr, op in _OPERATORS:
+            value = getattr(operators, op_attr, None)
+            if not given(value):
+                continue
+            conditions.append(Condition(column, op, _value(column, op, value)))
+    return LabWhere(
+        conditions=tuple(conditions),
+        all_of=tuple(w for w in map(to_where, f.and_) if w) if given(f.and_) else None,
+        any_of=tuple(w for w in map(to_where, f.or_) if w) if given(f.or_) else None,
+        negated=to_where(f.not_),
+    )
+
+
+def to_order(order: list[LabOrder] | None) -> tuple[tuple[OrderField, bool], ...]:
+    if not order:
+        return ()
+    return tuple(
+        (OrderField[o.field.value], o.direction is OrderDirection.DESC) for o in order
+    )
+
+
+_LAB_FIELDS = (
+    ("title", "title"), ("author", "author"), ("category", "category"),
+    ("publication_year", "publicationYear"), ("isbn", "isbn"), ("rating", "rating"),
+    ("reading_status", "readingStatus"), ("notes", "notes"), ("cover_url", "coverUrl"),
+)
+
+
+def lab_values(data: CreateLabInput | UpdateLabInput) -> dict[str, Any]:
+    """The given fields by GraphQL name; UNSET ones (update: unchanged) are left out."""
+    values: dict[str, Any] = {}
+    for attr, name in _LAB_FIELDS:
+        value = getattr(data, attr)
+        if value is UNSET:
+            continue
+        values[name] = value
+    return values
+

@@ -1,0 +1,1 @@
+"""Resolvers: arguments and selection in, one domain call, types out."""

@@ -1,0 +1,132 @@
+"""Lab queries and mutations."""
+
+from __future__ import annotations
+
+import uuid
+
+import strawberry
+from strawberry.types.unset import UNSET
+from strawberry.types import Info
+
+import asyncpg
+
+from scriptlabs.db.operation import Operation
+from scriptlabs.errors import AppError, from_db_error
+from scriptlabs.graphql.context import Context
+from scriptlabs.graphql.inputs import (
+    CreateLabInput,
+    LabFilter,
+    LabOrder,
+    UpdateLabInput,
+    given,
+    lab_values,
+    to_order,
+    to_where,
+)
+from scriptlabs.graphql.selection import children
+from scriptlabs.graphql.types import ImportResult, Lab, LabEdge, PageInfo
+from scriptlabs.labs import store
+from scriptlabs.labs.filters import LabWhere
+from scriptlabs.labs.pagination import page_request, sort_keys
+
+
+@strawberry.type
+class LabConnection:
+    edges: list[LabEdge]
+    nodes: list[Lab]
+    page_info: PageInfo
+    _op: strawberry.Private[Operation]
+    _where: strawberry.Private[LabWhere | None]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        # counted only when selected (contract)
+        return await store.count_labs(self._op, self._where)
+
+
+def _under_input(exc: AppError | asyncpg.PostgresError) -> AppError:
+    """The error with its field as a path into the `input` argument (`input.rating`)."""
+    error = exc if isinstance(exc, AppError) else from_db_error(exc)
+    return error.at("input") if error.field else error
+
+
+async def labs(
+    info: Info[Context, None],
+    filter: LabFilter | None = UNSET,  # noqa: A002 - the contract's name
+    order_by: list[LabOrder] | None = UNSET,
+    first: int | None = UNSET,
+    after: str | None = UNSET,
+    last: int | None = UNSET,
+    before: str | None = UNSET,
+) -> LabConnection:
+    op = info.context.user_operation()
+    where = to_where(filter)
+    keys = sort_keys(to_order(order_by or None))
+    page_req = page_request(
+        keys,
+        first=first if given(first) else None,
+        after=after if given(after) else None,
+        last=last if given(last) else None,
+        before=before if given(before) else None,
+    )
+    top = children(info)
+    fields = children(info, ("edges", "node")) | children(info, ("nodes",))
+    edges: list[LabEdge] = []
+    nodes: list[Lab] = []
+    page_info = PageInfo(
+        has_next_page=False, has_previous_page=False, start_cursor=None, end_cursor=None
+    )
+    if top & {"edges", "nodes", "pageInfo"}:
+        page = await store.list_labs(op, where, keys, page_req, store.columns_for(fields, keys))
+        labs_ = [Lab.from_row(r) for r in page.rows]
+        cursors = [page.cursor(r) for r in page.rows] if top & {"edges", "pageInfo"} else []
+        if "edges" in top:
+            edges = [LabEdge(cursor=c, node=n) for c, n in zip(cursors, labs_, strict=True)]
+        nodes = labs_
+        page_info = PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+    return LabConnection(
+        edges=edges, nodes=nodes, page_info=page_info, _op=op, _where=where
+    )
+
+
+async def lab(info: Info[Context, None], id: uuid.UUID) -> Lab | None:  # noqa: A002
+    op = info.context.user_operation()
+    row = await store.get_lab(op, id, store.columns_for(children(info)))
+    return Lab.from_row(row) if row is not None else None
+
+
+async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:  # noqa: A002
+    op = info.context.user_operation()
+    try:
+        row = await store.create_lab(op, lab_values(input), store.columns_for(children(info)))
+    except (AppError, asyncpg.PostgresError) as exc:
+        raise _under_input(exc) from None
+    return Lab.from_row(row)
+
+
+async def update_lab(
+    info: Info[Context, None], id: uuid.UUID, input: UpdateLabInput  # noqa: A002
+) -> Lab:
+    op = info.context.user_operation()
+    try:
+        row = await store.update_lab(
+            op, id, lab_values(input), store.columns_for(children(info))
+        )
+    except (AppError, asyncpg.PostgresError) as exc:
+        raise _under_input(exc) from None
+    return Lab.from_row(row)
+
+
+async def delete_lab(info: Info[Context, None], id: uuid.UUID) -> uuid.UUID:  # noqa: A002
+    return await store.delete_lab(info.context.user_operation(), id)
+
+
+async def import_labs(info: Info[Context, None], labs: list[CreateLabInput]) -> ImportResult:
+    op = info.context.user_operation()
+    ids = await store.import_labs(op, [lab_values(item) for item in labs])
+    return ImportResult(inserted=len(ids), ids=ids)

@@ -1,0 +1,86 @@
+"""The schema: Query and Mutation wired to resolvers, and the extensions around them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from scriptlabs.config import Settings
+from scriptlabs.errors import AppError
+from scriptlabs.graphql.extensions import OperationTransaction, PublicErrors
+from scriptlabs.graphql.limits import Limits, limits_rule
+from scriptlabs.graphql.resolvers import auth
+from scriptlabs.graphql.resolvers import labs as lab_resolvers
+from scriptlabs.graphql.resolvers.labs import LabConnection
+from scriptlabs.graphql.scalars import DateTime
+from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, User
+
+log = logging.getLogger("scriptlabs.graphql")
+
+
+@strawberry.type
+class Query:
+    me: User | None = strawberry.field(resolver=auth.me)
+    lab: Lab | None = strawberry.field(resolver=lab_resolvers.lab)
+    labs: LabConnection = strawberry.field(resolver=lab_resolvers.labs)
+
+
+@strawberry.type
+class Mutation:
+    sign_up: AuthPayload = strawberry.mutation(resolver=auth.sign_up)
+    sign_in: AuthPayload = strawberry.mutation(resolver=auth.sign_in)
+    create_lab: Lab = strawberry.mutation(resolver=lab_resolvers.create_lab)
+    update_lab: Lab = strawberry.mutation(resolver=lab_resolvers.update_lab)
+    delete_lab: uuid.UUID = strawberry.mutation(resolver=lab_resolvers.delete_lab)
+    import_labs: ImportResult = strawberry.mutation(resolver=lab_resolvers.import_labs)
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # client errors are answers, not faults: PublicErrors logs the unexpected ones
+        for error in errors:
+            if error.original_error is not None and not isinstance(
+                error.original_error, AppError
+            ):
+                log.debug("operation error: %s", error.message)
+
+
+def build_schema(settings: Settings | None = None) -> Schema:
+    settings = settings or Settings()
+    limits = Limits(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_fields=settings.max_fields,
+    )
+    extensions: list[Any] = [
+        PublicErrors,
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        AddValidationRules([limits_rule(limits)]),
+        OperationTransaction,
+    ]
+    if not settings.graphql_introspection:
+        extensions.append(DisableIntrospection)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        scalar_overrides={dt.datetime: DateTime},
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+

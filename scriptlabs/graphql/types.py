@@ -1,0 +1,123 @@
+"""Output types: thin Strawberry types built from rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+import strawberry
+
+from scriptlabs.auth.accounts import SignedIn, UserRow
+from scriptlabs.labs.columns import ReadingStatus as StoredStatus
+
+ReadingStatus = strawberry.enum(StoredStatus, name="ReadingStatus")
+
+
+@strawberry.enum
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.enum
+class LabOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    TITLE = "TITLE"
+    AUTHOR = "AUTHOR"
+    RATING = "RATING"
+    PUBLICATION_YEAR = "PUBLICATION_YEAR"
+
+
+@strawberry.type
+class User:
+    id: uuid.UUID
+    email: str
+    created_at: dt.datetime
+    last_sign_in_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> User:
+        return cls(
+            id=row.id, email=row.email, created_at=row.created_at,
+            last_sign_in_at=row.last_sign_in_at,
+        )
+
+
+@strawberry.type
+class Lab:
+    id: uuid.UUID
+    title: str
+    author: str
+    category: str | None
+    publication_year: int | None
+    isbn: str | None
+    rating: int | None
+    reading_status: ReadingStatus
+    notes: str | None
+    cover_url: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Lab:
+        """From a record holding the selected columns; the others stay None, unread."""
+        get = row.get
+        status = get("reading_status")
+        return cls(
+            id=row["id"],
+            title=get("title"),
+            author=get("author"),
+            category=get("category"),
+            publication_year=get("publication_year"),
+            isbn=get("isbn"),
+            rating=get("rating"),
+            reading_status=StoredStatus(status) if status is not None else None,  # type: ignore[arg-type]
+            notes=get("notes"),
+            cover_url=get("cover_url"),
+            created_at=get("created_at"),
+            updated_at=get("updated_at"),
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class LabEdge:
+    cursor: str
+    node: Lab
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str
+    token_type: str
+    expires_in: int
+    expires_at: dt.datetime
+    refresh_token: str
+    user: User
+
+    @classmethod
+    def from_result(cls, result: SignedIn) -> AuthPayload:
+        return cls(
+            access_token=result.access_token,
+            token_type="bearer",
+            expires_in=result.expires_in,
+            expires_at=result.expires_at,
+            refresh_token=result.refresh_token,
+            user=User.from_row(result.user),
+        )
+
+
+@strawberry.type
+class ImportResult:
+    inserted: int
+    ids: list[uuid.UUID]

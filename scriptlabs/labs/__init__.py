@@ -1,0 +1,1 @@
+"""The catalogue: labs, their rules, filters, ordering and pages."""

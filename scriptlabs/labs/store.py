@@ -1,0 +1,186 @@
+"""Reading and writing labs. Every statement runs under the request's role: RLS keeps only
+the caller's rows, so no query here names a user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from scriptlabs.db.operation import Operation
+from scriptlabs.db.sql import Params
+from scriptlabs.errors import AppError, Code
+from scriptlabs.labs import rules
+from scriptlabs.labs.columns import FIELD_COLUMNS, ReadingStatus, select_list
+from scriptlabs.labs.filters import LabWhere, compile_where
+from scriptlabs.labs.pagination import (
+    PageRequest,
+    SortKey,
+    after_condition,
+    encode_cursor,
+)
+
+IMPORT_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[asyncpg.Record]
+    has_next: bool
+    has_previous: bool
+    keys: tuple[SortKey, ...]
+
+    def cursor(self, row: asyncpg.Record) -> str:
+        return encode_cursor(self.keys, row)
+
+
+def columns_for(fields: set[str], keys: tuple[SortKey, ...] = ()) -> list[str]:
+    """Columns for the selected Lab fields, plus what cursors need; in table order."""
+    wanted = {FIELD_COLUMNS[f] for f in fields if f in FIELD_COLUMNS} | {"id"}
+    wanted |= {k.column for k in keys}
+    return [c for c in FIELD_COLUMNS.values() if c in wanted]
+
+
+async def list_labs(
+    op: Operation,
+    where: LabWhere | None,
+    keys: tuple[SortKey, ...],
+    page: PageRequest,
+    columns: list[str],
+) -> Page:
+    """One page in keyset order: one statement, `limit + 1` rows to know if more follow."""
+    if page.limit == 0:
+        return Page([], False, False, keys)
+    params = Params()
+    conditions = [compile_where(where, params)]
+    scan = tuple(k.reversed() for k in keys) if page.backward else keys
+    reverse_keys = tuple(k.reversed() for k in keys)
+    if page.after is not None:
+        conditions.append(after_condition(keys, page.after, params))
+    if page.before is not None:
+        conditions.append(after_condition(reverse_keys, page.before, params))
+    sql = (
+        f"select {select_list(columns)}\n"
+        f"from public.labs\n"
+        f"where {' and '.join(conditions)}\n"
+        f"order by {', '.join(k.sql() for k in scan)}\n"
+        f"limit {params.add(page.limit + 1)}"
+    )
+    rows = await op.fetch(sql, *params.values)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if page.backward:
+        rows.reverse()
+        return Page(rows, page.before is not None, more, keys)
+    return Page(rows, more, page.after is not None, keys)
+
+
+async def count_labs(op: Operation, where: LabWhere | None) -> int:
+    params = Params()
+    sql = f"select count(*) from public.labs where {compile_where(where, params)}"
+    return int(await op.fetchval(sql, *params.values))
+
+
+async def get_lab(op: Operation, lab_id: uuid.UUID, columns: list[str]) -> asyncpg.Record | None:
+    # RLS adds user_id = auth.uid(): with the id this is a primary-key lookup
+    return await op.fetchrow(
+        f"select {select_list(columns)} from public.labs where id = $1", lab_id
+    )
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """GraphQL names → column names, enums → stored text."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, ReadingStatus):
+            value = value.value
+        out[FIELD_COLUMNS[name]] = value
+    return out
+
+
+async def create_lab(op: Operation, values: dict[str, Any], columns: list[str]) -> asyncpg.Record:
+    data = _stored(rules.clean(values, creating=True))
+    params = Params()
+    placeholders = [params.add(v) for v in data.values()]
+    sql = (
+        f"insert into public.labs ({', '.join(data)}) values ({', '.join(placeholders)})\n"
+        f"returning {select_list(columns)}"
+    )
+    row = await op.fetchrow(sql, *params.values)
+    assert row is not None
+    return row
+
+
+async def update_lab(
+    op: Operation, lab_id: uuid.UUID, values: dict[str, Any], columns: list[str]
+) -> asyncpg.Record:
+    data = _stored(rules.clean(values, creating=False))
+    params = Params()
+    id_ph = params.add(lab_id)
+    if data:
+        assignments = ", ".join(f"{column} = {params.add(v)}" for column, v in data.items())
+        sql = (
+            f"update public.labs set {assignments} where id = {id_ph}\n"
+            f"returning {select_list(columns)}"
+        )
+    else:  # nothing to change: still answer NOT_FOUND for a lab that is not the caller's
+        sql = f"select {select_list(columns)} from public.labs where id = {id_ph}"
+    row = await op.fetchrow(sql, *params.values)
+    if row is None:
+        raise AppError(Code.NOT_FOUND, "Lab not found")
+    return row
+
+
+async def delete_lab(op: Operation, lab_id: uuid.UUID) -> uuid.UUID:
+    deleted = await op.fetchval("delete from public.labs where id = $1 returning id", lab_id)
+    if deleted is None:
+        raise AppError(Code.NOT_FOUND, "Lab not found")
+    return uuid.UUID(str(deleted))
+
+
+IMPORT_COLUMNS = [c for c in FIELD_COLUMNS.values() if c not in ("created_at", "updated_at")]
+_IMPORT_TYPES = {
+    "id": "uuid",
+    "title": "text",
+    "author": "text",
+    "category": "text",
+    "publication_year": "int4",
+    "isbn": "text",
+    "rating": "int4",
+    "reading_status": "text",
+    "notes": "text",
+    "cover_url": "text",
+}
+IMPORT_LABS = f"""
+insert into public.labs ({", ".join(IMPORT_COLUMNS)})
+select {", ".join(f"coalesce(t.{c}, 'to_read')" if c == "reading_status" else f"t.{c}"
+                  for c in IMPORT_COLUMNS)}
+from unnest({", ".join(f"${i}::{_IMPORT_TYPES[c]}[]" for i, c in enumerate(IMPORT_COLUMNS, 1))})
+     as t({", ".join(IMPORT_COLUMNS)})
+"""
+
+
+async def import_labs(op: Operation, labs: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert all of `labs` or none, in one statement; ids in input order."""
+    if len(labs) > IMPORT_MAX:
+        raise AppError(
+            Code.BAD_USER_INPUT, f"At most {IMPORT_MAX} labs per import", field="labs"
+        )
+    cleaned: list[dict[str, Any]] = []
+    for index, values in enumerate(labs):
+        try:
+            cleaned.append(_stored(rules.clean(values, creating=True)))
+        except AppError as exc:
+            raise exc.at(f"labs[{index}]") from None
+    if not cleaned:
+        return []
+    # ids made here, so the answer's order is the input's by construction
+    ids = [uuid.uuid4() for _ in cleaned]
+    for lab_id, row in zip(ids, cleaned, strict=True):
+        row["id"] = lab_id
+    arrays = [[row.get(c) for row in cleaned] for c in IMPORT_COLUMNS]
+    await op.execute(IMPORT_LABS, *arrays)
+    return ids
