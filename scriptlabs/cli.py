@@ -73,9 +73,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if args.workers > 1:
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["JWT_SECRET"] = settings.jwt_secret or ""
-            uvicorn.run(
-                "scriptlabs.app:create_app", factory=True, workers=args.workers, **options
-            )
+            uvicorn.run("scriptlabs.app:create_app", factory=True, workers=args.workers, **options)
         else:
             from scriptlabs.app import create_app
 

@@ -43,7 +43,8 @@ returning id, email, created_at, last_sign_in_at
 """
 
 INSERT_SESSION = """
-insert into public.user_sessions (user_id, id, refresh_token_hash, expires_at, user_agent, ip_address)
+insert into public.user_sessions
+    (user_id, id, refresh_token_hash, expires_at, user_agent, ip_address)
 values ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)
 """
 

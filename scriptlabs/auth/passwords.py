@@ -25,7 +25,10 @@ def make_hasher(params: Argon2Params) -> PasswordHasher:
 
 
 class Passwords:
-    """Hashes and verifies passwords; a fixed dummy hash keeps unknown emails as slow as known ones."""
+    """Hashes and verifies passwords.
+
+    A fixed dummy hash keeps an unknown email as slow to refuse as a wrong password.
+    """
 
     def __init__(self, params: Argon2Params) -> None:
         self._hasher = make_hasher(params)

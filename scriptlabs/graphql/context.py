@@ -43,7 +43,7 @@ class Context:
         return self.op
 
     def user_operation(self) -> Operation:
-        """The operation, for fields that need a signed-in caller (contract: else UNAUTHENTICATED)."""
+        """The operation, for fields that need a signed-in caller (else UNAUTHENTICATED)."""
         if self.claims.role == "anon":
             raise AppError(Code.UNAUTHENTICATED, "Authentication required")
         return self.operation()

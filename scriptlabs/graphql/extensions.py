@@ -1,19 +1,19 @@
 """Cross-cutting parts of every operation, as Strawberry schema extensions.
 
 - OperationTransaction: one transaction per operation; commit only when nothing failed.
-- PublicErrors: every error gets the contract's `extensions.code`; nothing internal leaks.
+- public_errors(): every error gets the contract's `extensions.code`; nothing internal leaks.
+  The transports apply it to every result (some errors, such as a syntax error found by the
+  parser cache, arise outside the extension hooks).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from scriptlabs.db.operation import Operation, Skipped
@@ -26,7 +26,7 @@ log = logging.getLogger("scriptlabs.graphql")
 class OperationTransaction(SchemaExtension):
     """Opens the operation's transaction (lazily, on its first statement) and ends it."""
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         ctx: Context = self.execution_context.context
         services = ctx.services
         readonly = self.execution_context.operation_type is OperationType.QUERY
@@ -52,9 +52,7 @@ class OperationTransaction(SchemaExtension):
 
 def _public(error: GraphQLError) -> GraphQLError | None:
     original = error.original_error
-    if isinstance(original, Skipped) or (
-        isinstance(original, asyncpg.InFailedSQLTransactionError)
-    ):
+    if isinstance(original, (Skipped, asyncpg.InFailedSQLTransactionError)):
         return None  # a consequence of an earlier error, reported already
     if isinstance(original, AppError):
         return error
@@ -63,7 +61,11 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("database error in %s", error.path, exc_info=original)
         return GraphQLError(
-            mapped.message, error.nodes, error.source, error.positions, error.path,
+            mapped.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
             extensions=mapped.extensions,
         )
     if original is None or error.path is None:
@@ -71,12 +73,20 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         if error.extensions and "code" in error.extensions:
             return error
         return GraphQLError(
-            error.message, error.nodes, error.source, error.positions, error.path,
+            error.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
             extensions={**(error.extensions or {}), "code": Code.BAD_USER_INPUT.value},
         )
     log.error("unexpected error in %s", error.path, exc_info=original)
     return GraphQLError(
-        INTERNAL_MESSAGE, error.nodes, error.source, error.positions, error.path,
+        INTERNAL_MESSAGE,
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
         extensions={"code": Code.INTERNAL_SERVER_ERROR.value},
     )
 
@@ -89,13 +99,3 @@ def public_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
 
 def _public_fallback() -> GraphQLError:
     return GraphQLError(INTERNAL_MESSAGE, extensions={"code": Code.INTERNAL_SERVER_ERROR.value})
-
-
-class PublicErrors(SchemaExtension):
-    """Maps every error to the contract's codes; logs what a client must not see."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if isinstance(result, (GraphQLExecutionResult, ExecutionResult)) and result.errors:
-            result.errors = public_errors(result.errors)

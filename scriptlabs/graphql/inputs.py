@@ -8,11 +8,11 @@ from typing import Any
 import strawberry
 from strawberry.types.unset import UNSET
 
+from scriptlabs.graphql.types import LabOrderField, OrderDirection, ReadingStatus
 from scriptlabs.labs import isbn as isbn_rules
 from scriptlabs.labs.columns import OrderField
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
 from scriptlabs.labs.filters import Condition, LabWhere
-from scriptlabs.graphql.types import LabOrderField, OrderDirection, ReadingStatus
 
 
 @strawberry.input
@@ -102,12 +102,27 @@ class UpdateLabInput:
 
 # LabFilter attribute → column
 _FILTER_FIELDS: tuple[str, ...] = (
-    "title", "author", "category", "isbn", "rating", "publication_year", "reading_status",
-    "created_at", "updated_at",
+    "title",
+    "author",
+    "category",
+    "isbn",
+    "rating",
+    "publication_year",
+    "reading_status",
+    "created_at",
+    "updated_at",
 )
 _OPERATORS: tuple[tuple[str, str], ...] = (
-    ("eq", "eq"), ("neq", "neq"), ("gt", "gt"), ("gte", "gte"), ("lt", "lt"), ("lte", "lte"),
-    ("in_", "in"), ("is_null", "isNull"), ("starts_with", "startsWith"), ("ilike", "ilike"),
+    ("eq", "eq"),
+    ("neq", "neq"),
+    ("gt", "gt"),
+    ("gte", "gte"),
+    ("lt", "lt"),
+    ("lte", "lte"),
+    ("in_", "in"),
+    ("is_null", "isNull"),
+    ("starts_with", "startsWith"),
+    ("ilike", "ilike"),
 )
 
 
@@ -143,8 +158,8 @@ def to_where(f: LabFilter | None) -> LabWhere | None:
             conditions.append(Condition(column, op, _value(column, op, value)))
     return LabWhere(
         conditions=tuple(conditions),
-        all_of=tuple(w for w in map(to_where, f.and_) if w) if given(f.and_) else None,
-        any_of=tuple(w for w in map(to_where, f.or_) if w) if given(f.or_) else None,
+        all_of=tuple(w for w in map(to_where, f.and_ or ()) if w) if given(f.and_) else None,
+        any_of=tuple(w for w in map(to_where, f.or_ or ()) if w) if given(f.or_) else None,
         negated=to_where(f.not_),
     )
 
@@ -152,15 +167,19 @@ def to_where(f: LabFilter | None) -> LabWhere | None:
 def to_order(order: list[LabOrder] | None) -> tuple[tuple[OrderField, bool], ...]:
     if not order:
         return ()
-    return tuple(
-        (OrderField[o.field.value], o.direction is OrderDirection.DESC) for o in order
-    )
+    return tuple((OrderField[o.field.value], o.direction is OrderDirection.DESC) for o in order)
 
 
 _LAB_FIELDS = (
-    ("title", "title"), ("author", "author"), ("category", "category"),
-    ("publication_year", "publicationYear"), ("isbn", "isbn"), ("rating", "rating"),
-    ("reading_status", "readingStatus"), ("notes", "notes"), ("cover_url", "coverUrl"),
+    ("title", "title"),
+    ("author", "author"),
+    ("category", "category"),
+    ("publication_year", "publicationYear"),
+    ("isbn", "isbn"),
+    ("rating", "rating"),
+    ("reading_status", "readingStatus"),
+    ("notes", "notes"),
+    ("cover_url", "coverUrl"),
 )
 
 
@@ -173,4 +192,3 @@ def lab_values(data: CreateLabInput | UpdateLabInput) -> dict[str, Any]:
             continue
         values[name] = value
     return values
-

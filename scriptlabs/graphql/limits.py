@@ -13,6 +13,7 @@ from functools import cache
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -54,9 +55,9 @@ class _Walker:
         self.context = context
         self.measure = _Measure()
 
-    def _fields(self, selection_set: SelectionSetNode | None, seen: frozenset[str]) -> list[
-        FieldNode
-    ]:
+    def _fields(
+        self, selection_set: SelectionSetNode | None, seen: frozenset[str]
+    ) -> list[FieldNode]:
         out: list[FieldNode] = []
         if selection_set is None:
             return out
@@ -118,8 +119,9 @@ def standard_introspection_depth() -> int:
         )
     )
     fragments = {
-        d.name.value: d.selection_set for d in document.definitions if hasattr(d, "selection_set")
-        and not isinstance(d, OperationDefinitionNode)
+        d.name.value: d.selection_set
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
     }
 
     def depth(selection_set: SelectionSetNode | None, level: int) -> int:
@@ -160,9 +162,7 @@ def limits_rule(limits: Limits) -> type[ValidationRule]:
                 problem = f"Operation costs {cost}; the limit is {limits.max_cost}"
             if problem:
                 self.report_error(
-                    GraphQLError(
-                        problem, node, extensions={"code": Code.QUERY_TOO_COMPLEX.value}
-                    )
+                    GraphQLError(problem, node, extensions={"code": Code.QUERY_TOO_COMPLEX.value})
                 )
 
     return QueryLimits

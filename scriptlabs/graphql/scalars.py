@@ -26,7 +26,6 @@ def parse_datetime(value: object) -> dt.datetime:
 
 
 DateTime = strawberry.scalar(
-    dt.datetime,
     name="DateTime",
     description="ISO 8601 date and time with offset; microseconds kept.",
     serialize=serialize_datetime,

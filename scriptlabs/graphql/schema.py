@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 
 from scriptlabs.config import Settings
 from scriptlabs.errors import AppError
-from scriptlabs.graphql.extensions import OperationTransaction, PublicErrors
+from scriptlabs.graphql.extensions import OperationTransaction
 from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
@@ -54,9 +54,7 @@ class Schema(strawberry.Schema):
     ) -> None:
         # client errors are answers, not faults: PublicErrors logs the unexpected ones
         for error in errors:
-            if error.original_error is not None and not isinstance(
-                error.original_error, AppError
-            ):
+            if error.original_error is not None and not isinstance(error.original_error, AppError):
                 log.debug("operation error: %s", error.message)
 
 
@@ -67,11 +65,11 @@ def build_schema(settings: Settings | None = None) -> Schema:
         max_aliases=settings.max_aliases,
         max_fields=settings.max_fields,
     )
+    rule = limits_rule(limits)
     extensions: list[Any] = [
-        PublicErrors,
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
-        AddValidationRules([limits_rule(limits)]),
+        lambda: AddValidationRules([rule]),
         OperationTransaction,
     ]
     if not settings.graphql_introspection:
@@ -80,7 +78,5 @@ def build_schema(settings: Settings | None = None) -> Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        scalar_overrides={dt.datetime: DateTime},
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
     )
-

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import strawberry
 
 from scriptlabs.auth.accounts import SignedIn, UserRow
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
 
-ReadingStatus = strawberry.enum(StoredStatus, name="ReadingStatus")
+# the domain's enum, registered as the GraphQL enum ReadingStatus (names shown, values stored)
+strawberry.enum(StoredStatus, name="ReadingStatus")
+ReadingStatus: TypeAlias = StoredStatus
 
 
 @strawberry.enum
@@ -41,7 +43,9 @@ class User:
     @classmethod
     def from_row(cls, row: UserRow) -> User:
         return cls(
-            id=row.id, email=row.email, created_at=row.created_at,
+            id=row.id,
+            email=row.email,
+            created_at=row.created_at,
             last_sign_in_at=row.last_sign_in_at,
         )
 
@@ -74,7 +78,7 @@ class Lab:
             publication_year=get("publication_year"),
             isbn=get("isbn"),
             rating=get("rating"),
-            reading_status=StoredStatus(status) if status is not None else None,  # type: ignore[arg-type]
+            reading_status=StoredStatus(status) if status is not None else None,  # type: ignore
             notes=get("notes"),
             cover_url=get("cover_url"),
             created_at=get("created_at"),

@@ -55,4 +55,6 @@ def _valid(address: str | None) -> str | None:
 
 def client_of(conn: HTTPConnection, proxies: tuple[Network, ...]) -> Client:
     agent = conn.headers.get("user-agent")
-    return Client(user_agent=agent[:512] if agent else None, ip_address=client_address(conn, proxies))
+    return Client(
+        user_agent=agent[:512] if agent else None, ip_address=client_address(conn, proxies)
+    )

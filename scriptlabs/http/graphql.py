@@ -13,16 +13,14 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from strawberry.exceptions import (
-    CannotGetOperationTypeError,
-    InvalidOperationTypeError,
-    MissingQueryError,
-)
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Context, Services
+from scriptlabs.graphql.extensions import public_errors
 from scriptlabs.graphql.schema import Schema
 from scriptlabs.http.client import claims_of, client_of
 
@@ -31,7 +29,11 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, code: Code, message: str, headers: dict[str, str] | None = None):
+    """A request refused before GraphQL runs: an HTTP status and one error."""
+
+    def __init__(
+        self, status: int, code: Code, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
@@ -96,9 +98,7 @@ def _params_from_get(request: Request) -> dict[str, Any]:
 async def _params_from_post(request: Request, limit: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (JSON, GRAPHQL_RESPONSE) and not content_type.endswith("+json"):
-        raise RequestError(
-            415, Code.BAD_USER_INPUT, "Send the operation as application/json"
-        )
+        raise RequestError(415, Code.BAD_USER_INPUT, "Send the operation as application/json")
     body = await _read_body(request, limit)
     try:
         params = orjson.loads(body)
@@ -106,13 +106,14 @@ async def _params_from_post(request: Request, limit: int) -> dict[str, Any]:
         raise RequestError(400, Code.BAD_USER_INPUT, "Request body is not valid JSON") from None
     if not isinstance(params, dict):
         raise RequestError(
-            400, Code.BAD_USER_INPUT, "Request body must be a JSON object (batching is not supported)"
+            400, Code.BAD_USER_INPUT, "The body must be a JSON object (batching is not supported)"
         )
     return params
 
 
 def _check_shape(params: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
-    query, variables, name = params.get("query"), params.get("variables"), params.get("operationName")
+    query, variables = params.get("query"), params.get("variables")
+    name = params.get("operationName")
     if not isinstance(query, str) or not query.strip():
         raise RequestError(400, Code.BAD_USER_INPUT, "query must be a non-empty string")
     if variables is not None and not isinstance(variables, dict):
@@ -159,9 +160,7 @@ class GraphQLEndpoint:
             params = await _params_from_post(request, self.settings.max_body_bytes)
             allowed = {OperationType.QUERY, OperationType.MUTATION}
         else:
-            raise RequestError(
-                405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"}
-            )
+            raise RequestError(405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"})
         query, variables, operation_name = _check_shape(params)
         claims = claims_of(request, self.verifier)
         context = Context(
@@ -192,11 +191,12 @@ class GraphQLEndpoint:
 
         body: dict[str, Any] = {}
         status = 200
-        if result.errors:
-            body["errors"] = [e.formatted for e in result.errors]
+        errors = public_errors(result.errors) if result.errors else []
+        if errors:
+            body["errors"] = [e.formatted for e in errors]
         # a request error: the document did not parse or validate, or variables did not coerce
         request_error = not context.executed or (
-            result.data is None and all(e.path is None for e in result.errors or ())
+            result.data is None and all(e.path is None for e in errors)
         )
         if not request_error:
             body["data"] = result.data

@@ -156,8 +156,11 @@ _IMPORT_TYPES = {
 }
 IMPORT_LABS = f"""
 insert into public.labs ({", ".join(IMPORT_COLUMNS)})
-select {", ".join(f"coalesce(t.{c}, 'to_read')" if c == "reading_status" else f"t.{c}"
-                  for c in IMPORT_COLUMNS)}
+select {
+    ", ".join(
+        f"coalesce(t.{c}, 'to_read')" if c == "reading_status" else f"t.{c}" for c in IMPORT_COLUMNS
+    )
+}
 from unnest({", ".join(f"${i}::{_IMPORT_TYPES[c]}[]" for i, c in enumerate(IMPORT_COLUMNS, 1))})
      as t({", ".join(IMPORT_COLUMNS)})
 """
@@ -166,9 +169,7 @@ from unnest({", ".join(f"${i}::{_IMPORT_TYPES[c]}[]" for i, c in enumerate(IMPOR
 async def import_labs(op: Operation, labs: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
     """Insert all of `labs` or none, in one statement; ids in input order."""
     if len(labs) > IMPORT_MAX:
-        raise AppError(
-            Code.BAD_USER_INPUT, f"At most {IMPORT_MAX} labs per import", field="labs"
-        )
+        raise AppError(Code.BAD_USER_INPUT, f"At most {IMPORT_MAX} labs per import", field="labs")
     cleaned: list[dict[str, Any]] = []
     for index, values in enumerate(labs):
         try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import strawberry
-from strawberry.types.unset import UNSET
-from strawberry.types import Info
-
 import asyncpg
+import strawberry
+from strawberry.types import Info
+from strawberry.types.unset import UNSET
 
 from scriptlabs.db.operation import Operation
 from scriptlabs.errors import AppError, from_db_error
@@ -52,7 +51,7 @@ def _under_input(exc: AppError | asyncpg.PostgresError) -> AppError:
 
 async def labs(
     info: Info[Context, None],
-    filter: LabFilter | None = UNSET,  # noqa: A002 - the contract's name
+    filter: LabFilter | None = UNSET,
     order_by: list[LabOrder] | None = UNSET,
     first: int | None = UNSET,
     after: str | None = UNSET,
@@ -89,18 +88,16 @@ async def labs(
             start_cursor=cursors[0] if cursors else None,
             end_cursor=cursors[-1] if cursors else None,
         )
-    return LabConnection(
-        edges=edges, nodes=nodes, page_info=page_info, _op=op, _where=where
-    )
+    return LabConnection(edges=edges, nodes=nodes, page_info=page_info, _op=op, _where=where)
 
 
-async def lab(info: Info[Context, None], id: uuid.UUID) -> Lab | None:  # noqa: A002
+async def lab(info: Info[Context, None], id: uuid.UUID) -> Lab | None:
     op = info.context.user_operation()
     row = await store.get_lab(op, id, store.columns_for(children(info)))
     return Lab.from_row(row) if row is not None else None
 
 
-async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:  # noqa: A002
+async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:
     op = info.context.user_operation()
     try:
         row = await store.create_lab(op, lab_values(input), store.columns_for(children(info)))
@@ -109,20 +106,16 @@ async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:  
     return Lab.from_row(row)
 
 
-async def update_lab(
-    info: Info[Context, None], id: uuid.UUID, input: UpdateLabInput  # noqa: A002
-) -> Lab:
+async def update_lab(info: Info[Context, None], id: uuid.UUID, input: UpdateLabInput) -> Lab:
     op = info.context.user_operation()
     try:
-        row = await store.update_lab(
-            op, id, lab_values(input), store.columns_for(children(info))
-        )
+        row = await store.update_lab(op, id, lab_values(input), store.columns_for(children(info)))
     except (AppError, asyncpg.PostgresError) as exc:
         raise _under_input(exc) from None
     return Lab.from_row(row)
 
 
-async def delete_lab(info: Info[Context, None], id: uuid.UUID) -> uuid.UUID:  # noqa: A002
+async def delete_lab(info: Info[Context, None], id: uuid.UUID) -> uuid.UUID:
     return await store.delete_lab(info.context.user_operation(), id)
 
 

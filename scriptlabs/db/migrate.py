@@ -1,0 +1,182 @@
+"""Versioned schema migrations: the numbered SQL files of `db/`, each applied once, in order.
+
+A file's version is its stem (`001_roles`). Applied versions are recorded with a checksum
+of the file in `scriptlabs_meta.schema_migrations`; a file changed after it was applied is
+an error, never silently re-run. Every step takes the same transaction-level advisory lock,
+so several processes migrating at once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+# Names this module's lock in pg_locks (objid); any constant bigint would do.
+MIGRATION_LOCK_KEY = 0x5C_1AB5_0001
+
+TAKE_LOCK = "select pg_advisory_xact_lock($1)"
+
+CREATE_META = """
+create schema if not exists scriptlabs_meta;
+comment on schema scriptlabs_meta is 'Bookkeeping of Script Labs: which migrations are applied.';
+create table if not exists scriptlabs_meta.schema_migrations (
+  version text primary key,
+  checksum text not null,
+  applied_at timestamptz not null default now()
+);
+comment on table scriptlabs_meta.schema_migrations is
+  'One row per applied file of db/: its stem and the SHA-256 of its text.';
+"""
+
+# The API checks for pending migrations with its own login role; the role exists only once
+# 001_roles has run, so this runs at the start and again at the end of every migrate().
+GRANT_META = """
+do $$
+begin
+  if exists (select from pg_catalog.pg_roles where rolname = 'authenticator') then
+    grant usage on schema scriptlabs_meta to authenticator;
+    grant select on scriptlabs_meta.schema_migrations to authenticator;
+  end if;
+end
+$$
+"""
+
+META_EXISTS = "select to_regclass('scriptlabs_meta.schema_migrations') is not null"
+
+APPLIED = """
+select version, checksum
+from scriptlabs_meta.schema_migrations
+"""
+
+APPLIED_VERSIONS = "select version from scriptlabs_meta.schema_migrations"
+
+RECORD = "insert into scriptlabs_meta.schema_migrations (version, checksum) values ($1, $2)"
+
+# The password travels as a parameter and is quoted by the server (%L); the statement
+# text is then executed as it comes back.
+ALTER_AUTHENTICATOR = "select format('alter role authenticator with login password %L', $1::text)"
+
+
+class MigrationError(Exception):
+    """The schema cannot be brought up to date: a file failed or was changed after use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQL file of `db/`."""
+
+    version: str
+    path: Path
+    sql: str
+    checksum: str
+
+
+def sql_dir() -> Path:
+    """The folder of SQL files: `db/` of a checkout, else the copy packaged in the wheel."""
+    here = Path(__file__).resolve()
+    checkout = here.parents[2]
+    # pyproject.toml tells a checkout from site-packages, which may hold an unrelated db/.
+    if (checkout / "pyproject.toml").is_file() and (checkout / "db").is_dir():
+        return checkout / "db"
+    return here.parents[1] / "_sql"
+
+
+def list_migrations(directory: Path | None = None) -> list[Migration]:
+    """All migrations in version order (file names sort as their numbers)."""
+    folder = sql_dir() if directory is None else directory
+    if not folder.is_dir():
+        raise MigrationError(f"no SQL folder at {folder}")
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        data = path.read_bytes()
+        found.append(
+            Migration(
+                version=path.stem,
+                path=path,
+                sql=data.decode("utf-8"),
+                checksum=hashlib.sha256(data).hexdigest(),
+            )
+        )
+    return found
+
+
+async def migrate(admin_dsn: str, *, authenticator_password: str | None = None) -> list[str]:
+    """Apply every pending migration, each in its own transaction; return their versions.
+
+    Connects as the schema's owner. Returns `[]` when the schema is up to date. With
+    `authenticator_password`, also (re)sets the password of the API's login role.
+    """
+    wanted = list_migrations()
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+            await conn.execute(CREATE_META)
+            await conn.execute(GRANT_META)
+            _check_unchanged(await _applied(conn), wanted)
+
+        done: list[str] = []
+        for migration in wanted:
+            if await _apply(conn, migration):
+                done.append(migration.version)
+
+        async with conn.transaction():
+            await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+            await conn.execute(GRANT_META)
+            if authenticator_password is not None:
+                statement = await conn.fetchval(ALTER_AUTHENTICATOR, authenticator_password)
+                await conn.execute(statement)
+        return done
+    finally:
+        await conn.close()
+
+
+async def pending_migrations(dsn: str) -> list[str]:
+    """Versions not applied yet, in order; every version when nothing was ever applied.
+
+    Works with the API's own DSN (role `authenticator`), which may read the record.
+    """
+    wanted = list_migrations()
+    conn = await asyncpg.connect(dsn)
+    try:
+        applied: set[str] = set()
+        if await conn.fetchval(META_EXISTS):
+            applied = {row["version"] for row in await conn.fetch(APPLIED_VERSIONS)}
+    finally:
+        await conn.close()
+    return [m.version for m in wanted if m.version not in applied]
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> bool:
+    """Apply one migration unless another process did first; True when this one did."""
+    async with conn.transaction():
+        # Re-read under the lock: a concurrent migrate() may have applied it meanwhile.
+        await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+        applied = await _applied(conn)
+        if migration.version in applied:
+            _check_unchanged(applied, [migration])
+            return False
+        try:
+            await conn.execute(migration.sql)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
+        await conn.execute(RECORD, migration.version, migration.checksum)
+        return True
+
+
+async def _applied(conn: asyncpg.Connection) -> dict[str, str]:
+    return {row["version"]: row["checksum"] for row in await conn.fetch(APPLIED)}
+
+
+def _check_unchanged(applied: dict[str, str], wanted: list[Migration]) -> None:
+    for migration in wanted:
+        checksum = applied.get(migration.version)
+        if checksum is not None and checksum != migration.checksum:
+            raise MigrationError(
+                f"{migration.path.name} was changed after it was applied "
+                f"(recorded checksum {checksum[:12]}…, file {migration.checksum[:12]}…): "
+                "put the change into a new numbered file instead"
+            )
