@@ -82,6 +82,7 @@ class Settings:
     mail_from: str = DEFAULT_MAIL_FROM
     public_url: str = DEFAULT_PUBLIC_URL
     graphql_introspection: bool = True
+    graphql_planner: bool = True
     db_pool_min: int = 2
     db_pool_max: int = 20
     db_statement_cache_size: int = 100
@@ -124,6 +125,7 @@ class Settings:
             mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
             public_url=(env.get("PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
             graphql_introspection=_bool(env, "GRAPHQL_INTROSPECTION", True),
+            graphql_planner=_bool(env, "GRAPHQL_PLANNER", True),
             db_pool_min=_int(env, "DB_POOL_MIN", 2),
             db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=1),
             db_statement_cache_size=_int(env, "DB_STATEMENT_CACHE_SIZE", 100),

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, ValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -49,6 +49,8 @@ class Mutation:
 
 
 class Schema(strawberry.Schema):
+    validation_rules: list[type[ValidationRule]]  # ours, besides graphql's own; set by build
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -74,9 +76,11 @@ def build_schema(settings: Settings | None = None) -> Schema:
     ]
     if not settings.graphql_introspection:
         extensions.append(DisableIntrospection)
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
     )
+    schema.validation_rules = [rule]
+    return schema

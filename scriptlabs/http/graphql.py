@@ -21,6 +21,7 @@ from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Context, Services
 from scriptlabs.graphql.extensions import public_errors
+from scriptlabs.graphql.planner import Planner
 from scriptlabs.graphql.schema import Schema
 from scriptlabs.http.client import claims_of, client_of
 
@@ -131,6 +132,9 @@ class GraphQLEndpoint:
         self.services = services
         self.settings = services.settings
         self.verifier = services.verifier
+        self.planner = (
+            Planner(schema, schema.validation_rules) if self.settings.graphql_planner else None
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
@@ -168,6 +172,12 @@ class GraphQLEndpoint:
             claims=claims,
             client=client_of(request, self.settings.trusted_proxies),
         )
+        if self.planner is not None:
+            plan = self.planner.plan(query, operation_name)
+            if plan is not None:
+                planned = await self.planner.run(plan, variables, context)
+                if planned is not None:
+                    return Response(planned, 200, media_type=media)
         try:
             result = await self.schema.execute(
                 query,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 import strawberry
@@ -49,16 +50,32 @@ def _under_input(exc: AppError | asyncpg.PostgresError) -> AppError:
     return error.at("input") if error.field else error
 
 
-async def labs(
-    info: Info[Context, None],
-    filter: LabFilter | None = UNSET,
-    order_by: list[LabOrder] | None = UNSET,
-    first: int | None = UNSET,
-    after: str | None = UNSET,
-    last: int | None = UNSET,
-    before: str | None = UNSET,
-) -> LabConnection:
-    op = info.context.user_operation()
+@dataclass(frozen=True, slots=True)
+class LabPage:
+    """A `labs` page as plain data, shared by the resolver and the planned path."""
+
+    op: Operation
+    where: LabWhere | None
+    rows: list[asyncpg.Record]
+    cursors: list[str]
+    has_next: bool
+    has_previous: bool
+
+
+async def load_lab_page(
+    op: Operation,
+    *,
+    filter: LabFilter | None,
+    order_by: list[LabOrder] | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    top: set[str],
+    fields: set[str],
+) -> LabPage:
+    """Check the arguments and read one page: only the selected columns, rows only when
+    edges, nodes or pageInfo are selected, cursors only when edges or pageInfo are."""
     where = to_where(filter)
     keys = sort_keys(to_order(order_by or None))
     page_req = page_request(
@@ -68,27 +85,54 @@ async def labs(
         last=last if given(last) else None,
         before=before if given(before) else None,
     )
-    top = children(info)
-    fields = children(info, ("edges", "node")) | children(info, ("nodes",))
-    edges: list[LabEdge] = []
-    nodes: list[Lab] = []
-    page_info = PageInfo(
-        has_next_page=False, has_previous_page=False, start_cursor=None, end_cursor=None
+    if not top & {"edges", "nodes", "pageInfo"}:
+        return LabPage(op, where, [], [], False, False)
+    page = await store.list_labs(op, where, keys, page_req, store.columns_for(fields, keys))
+    cursors = [page.cursor(r) for r in page.rows] if top & {"edges", "pageInfo"} else []
+    return LabPage(op, where, page.rows, cursors, page.has_next, page.has_previous)
+
+
+def lab_fields(info: Info[Context, None]) -> tuple[set[str], set[str]]:
+    """The connection's selected fields, and the Lab fields under edges.node and nodes."""
+    return children(info), children(info, ("edges", "node")) | children(info, ("nodes",))
+
+
+async def labs(
+    info: Info[Context, None],
+    filter: LabFilter | None = UNSET,
+    order_by: list[LabOrder] | None = UNSET,
+    first: int | None = UNSET,
+    after: str | None = UNSET,
+    last: int | None = UNSET,
+    before: str | None = UNSET,
+) -> LabConnection:
+    top, fields = lab_fields(info)
+    page = await load_lab_page(
+        info.context.user_operation(),
+        filter=filter,
+        order_by=order_by,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        top=top,
+        fields=fields,
     )
-    if top & {"edges", "nodes", "pageInfo"}:
-        page = await store.list_labs(op, where, keys, page_req, store.columns_for(fields, keys))
-        labs_ = [Lab.from_row(r) for r in page.rows]
-        cursors = [page.cursor(r) for r in page.rows] if top & {"edges", "pageInfo"} else []
-        if "edges" in top:
-            edges = [LabEdge(cursor=c, node=n) for c, n in zip(cursors, labs_, strict=True)]
-        nodes = labs_
-        page_info = PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=page.has_previous,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
-        )
-    return LabConnection(edges=edges, nodes=nodes, page_info=page_info, _op=op, _where=where)
+    nodes = [Lab.from_row(r) for r in page.rows]
+    edges = (
+        [LabEdge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)]
+        if "edges" in top
+        else []
+    )
+    page_info = PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=page.cursors[0] if page.cursors else None,
+        end_cursor=page.cursors[-1] if page.cursors else None,
+    )
+    return LabConnection(
+        edges=edges, nodes=nodes, page_info=page_info, _op=page.op, _where=page.where
+    )
 
 
 async def lab(info: Info[Context, None], id: uuid.UUID) -> Lab | None:
