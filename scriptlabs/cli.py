@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,9 +48,16 @@ def with_secret(settings: Settings) -> Settings:
     return settings.with_secret(dev_secret(settings.data_dir, "jwt_secret"))
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    # uvicorn re-raises SIGTERM after its graceful shutdown: leave through the `with` blocks
+    # so the embedded cluster is stopped too
+    raise SystemExit(128 + signum)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     settings = with_secret(settings)
     with database(settings) as settings:
         assert settings.database_url is not None
