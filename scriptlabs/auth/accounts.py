@@ -42,10 +42,15 @@ update auth.users set last_sign_in_at = now() where id = $1
 returning id, email, created_at, last_sign_in_at
 """
 
+# one statement: the session and its first refresh token
 INSERT_SESSION = """
-insert into public.user_sessions
-    (user_id, id, refresh_token_hash, expires_at, user_agent, ip_address)
-values ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)
+with session as (
+    insert into public.user_sessions (user_id, id, expires_at, user_agent, ip_address)
+    values ($1, $2, now() + make_interval(secs => $4), $5, $6)
+    returning user_id, id
+)
+insert into public.refresh_tokens (user_id, session_id, token_hash)
+select user_id, id, $3 from session
 """
 
 
@@ -113,8 +118,6 @@ async def start_session(
     conn: asyncpg.Connection, settings: Settings, user: UserRow, client: Client
 ) -> SignedIn:
     """Insert a session for `user` (already under service_role) and mint its token pair."""
-    if settings.jwt_secret is None:
-        raise RuntimeError("JWT secret not configured")
     session_id = uuid.uuid4()
     refresh_token, refresh_hash = make_refresh_token(user.id, session_id)
     await conn.execute(
@@ -126,6 +129,15 @@ async def start_session(
         client.user_agent,
         client.ip_address,
     )
+    return signed_in(settings, user, session_id, refresh_token)
+
+
+def signed_in(
+    settings: Settings, user: UserRow, session_id: uuid.UUID, refresh_token: str
+) -> SignedIn:
+    """A fresh access token for `session_id`, paired with `refresh_token`."""
+    if settings.jwt_secret is None:
+        raise RuntimeError("JWT secret not configured")
     access_token, exp = mint_access_token(
         settings.jwt_secret,
         user_id=user.id,
