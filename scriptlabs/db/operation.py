@@ -15,10 +15,20 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from scriptlabs.auth.tokens import Claims
+from scriptlabs.errors import AppError, Code
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
 SET_REQUEST = """
 select set_config('role', $1, true),
+       set_config('request.jwt.claims', $2, true),
+       set_config('statement_timeout', $3, true)
+"""
+
+# the same, for a token that names a session: it is refused once the session has ended
+# (sign-out, revocation, password change or reset), at no extra round trip
+SET_REQUEST_IN_SESSION = """
+select scriptlabs_private.session_is_live($4, $5),
+       set_config('role', $1, true),
        set_config('request.jwt.claims', $2, true),
        set_config('statement_timeout', $3, true)
 """
@@ -57,20 +67,43 @@ class Operation:
     def started(self) -> bool:
         return self._conn is not None
 
-    async def connection(self) -> asyncpg.Connection:
-        """The operation's connection, inside its transaction, role and claims set."""
+    async def begin(self) -> bool:
+        """Take a connection, begin, set role, claims and timeout in one statement.
+
+        False when the token names a session that has ended: the caller answers 401.
+        """
         if self._conn is not None:
-            return self._conn  # type: ignore[return-value]
+            return True
         conn = await self.pool.acquire()
+        claims = self.claims
         try:
             tx = conn.transaction(readonly=self.readonly)
             await tx.start()
-            await conn.execute(SET_REQUEST, self.claims.role, self.claims.json, self._timeout)
+            if claims.session_id is not None and claims.sub is not None:
+                row = await conn.fetchrow(
+                    SET_REQUEST_IN_SESSION,
+                    claims.role,
+                    claims.json,
+                    self._timeout,
+                    claims.sub,
+                    claims.session_id,
+                )
+                live = bool(row and row[0])
+            else:
+                await conn.execute(SET_REQUEST, claims.role, claims.json, self._timeout)
+                live = True
         except BaseException:
             await self.pool.release(conn)
             raise
         self._conn, self._tx = conn, tx
-        return conn  # type: ignore[return-value]
+        return live
+
+    async def connection(self) -> asyncpg.Connection:
+        """The operation's connection, inside its transaction, role and claims set."""
+        if self._conn is None and not await self.begin():
+            self.failed = True
+            raise AppError(Code.UNAUTHENTICATED, "This session has ended")
+        return self._conn  # type: ignore[return-value]
 
     async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._lock:
@@ -116,12 +149,24 @@ class Operation:
         """Commit or roll back, and give the connection back to the pool."""
         conn, tx = self._conn, self._tx
         self._conn = self._tx = None
+        failed, self.failed = self.failed, False  # a later begin() starts afresh
         if conn is None or tx is None:
             return
         try:
-            if commit and not self.failed:
+            if commit and not failed:
                 await tx.commit()
             else:
                 await tx.rollback()
         finally:
             await self.pool.release(conn)
+
+
+async def run_apart(pool: asyncpg.Pool, role: str, query: str, *args: Any) -> None:
+    """Run one statement in a short transaction of its own, under `role`.
+
+    For security bookkeeping that must outlive the refusal of the operation that found it
+    (a replayed refresh token's session revoked): that operation rolls back, this stays.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(SET_ROLE, role)
+        await conn.execute(query, *args)

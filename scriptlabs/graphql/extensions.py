@@ -1,6 +1,7 @@
 """Cross-cutting parts of every operation, as Strawberry schema extensions.
 
 - OperationTransaction: one transaction per operation; commit only when nothing failed.
+- OperationChoice: a document of several operations needs `operationName`.
 - public_errors(): every error gets the contract's `extensions.code`; nothing internal leaks.
   The transports apply it to every result (some errors, such as a syntax error found by the
   parser cache, arise outside the extension hooks).
@@ -9,10 +10,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -30,7 +31,7 @@ class OperationTransaction(SchemaExtension):
         ctx: Context = self.execution_context.context
         services = ctx.services
         readonly = self.execution_context.operation_type is OperationType.QUERY
-        op = Operation(
+        op = ctx.op or Operation(
             services.pool,
             ctx.claims,
             readonly=readonly,
@@ -48,6 +49,29 @@ class OperationTransaction(SchemaExtension):
                 result.data = None  # contract: a mutation that failed anywhere wrote nothing
         finally:
             await op.finish(commit=commit)
+
+
+class OperationChoice(SchemaExtension):
+    """Refuse a document of several operations sent without `operationName`.
+
+    The GraphQL specification (GetOperation) makes that a request error; Strawberry would run
+    the first operation instead. Installed after the validation cache, whose list it copies.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        document = ctx.graphql_document
+        # Strawberry keeps the operationName the client sent only in this attribute
+        named = getattr(ctx, "_provided_operation_name", None) is not None
+        if document is not None and not named:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                error = GraphQLError(
+                    "Must provide operationName if the document contains several operations",
+                    extensions={"code": Code.BAD_USER_INPUT.value},
+                )
+                ctx.pre_execution_errors = [*(ctx.pre_execution_errors or []), error]
+        yield
 
 
 def _public(error: GraphQLError) -> GraphQLError | None:

@@ -7,6 +7,7 @@ and code generators send (its depth is measured from graphql-core's own query).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -39,7 +40,9 @@ class Limits:
     max_depth: int = 10
     max_aliases: int = 100
     max_fields: int = 500
-    max_cost: int = 50_000
+    # rows × fields: a full page (100) of every Lab field, over both edges and nodes, costs
+    # about 3,400; with 500 fields of at most 100 rows each, 50,000 could never be reached
+    max_cost: int = 10_000
 
 
 @dataclass(slots=True)
@@ -50,28 +53,36 @@ class _Measure:
     cost: int = 0
 
 
+class _TooLarge(Exception):
+    """The walk gave up: the operation expands to more selections than its budget."""
+
+
 class _Walker:
-    def __init__(self, context: ValidationContext) -> None:
+    def __init__(self, context: ValidationContext, budget: int) -> None:
         self.context = context
         self.measure = _Measure()
+        # fragments can repeat a selection exponentially (F1 { ...F0 ...F0 }, F2 { ...F1 ...F1 }):
+        # every selection visited (field, spread, inline fragment) spends one unit
+        self.budget = budget
 
     def _fields(
         self, selection_set: SelectionSetNode | None, seen: frozenset[str]
-    ) -> list[FieldNode]:
-        out: list[FieldNode] = []
+    ) -> Iterator[FieldNode]:
         if selection_set is None:
-            return out
+            return
         for selection in selection_set.selections:
+            self.budget -= 1
+            if self.budget < 0:
+                raise _TooLarge
             if isinstance(selection, FieldNode):
-                out.append(selection)
+                yield selection
             elif isinstance(selection, InlineFragmentNode):
-                out.extend(self._fields(selection.selection_set, seen))
+                yield from self._fields(selection.selection_set, seen)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.context.get_fragment(name)
                 if fragment is not None and name not in seen:
-                    out.extend(self._fields(fragment.selection_set, seen | {name}))
-        return out
+                    yield from self._fields(fragment.selection_set, seen | {name})
 
     def walk(self, selection_set: SelectionSetNode | None, depth: int, seen: frozenset[str]) -> int:
         """Visit the fields below; return their cost."""
@@ -84,6 +95,12 @@ class _Walker:
             children = self.walk(node.selection_set, depth + 1, seen)
             cost += 1 + _page_size(node) * children
         return cost
+
+
+def _visit_budget(limits: Limits) -> int:
+    """Selections the walk may visit: far more than any operation within the limits needs
+    (the standard introspection query, exempt from max_fields, visits about 250)."""
+    return 4 * max(limits.max_fields, 500)
 
 
 def _page_size(node: FieldNode) -> int:
@@ -145,8 +162,19 @@ def limits_rule(limits: Limits) -> type[ValidationRule]:
 
     class QueryLimits(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: object) -> None:
-            walker = _Walker(self.context)
-            cost = walker.walk(node.selection_set, 1, frozenset())
+            budget = _visit_budget(limits)
+            walker = _Walker(self.context, budget)
+            try:
+                cost = walker.walk(node.selection_set, 1, frozenset())
+            except _TooLarge:
+                self.report_error(
+                    GraphQLError(
+                        f"Operation expands to more than {budget} selections",
+                        node,
+                        extensions={"code": Code.QUERY_TOO_COMPLEX.value},
+                    )
+                )
+                return
             m = walker.measure
             max_depth = limits.max_depth
             if _is_introspection(node):

@@ -210,7 +210,7 @@ class Planner:
         if isinstance(coerced, list):
             return None
         services = ctx.services
-        op = Operation(
+        op = ctx.op or Operation(
             services.pool,
             ctx.claims,
             readonly=True,

@@ -20,13 +20,13 @@ from strawberry.types import ExecutionContext
 
 from scriptlabs.config import Settings
 from scriptlabs.errors import AppError
-from scriptlabs.graphql.extensions import OperationTransaction
+from scriptlabs.graphql.extensions import OperationChoice, OperationTransaction
 from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
 from scriptlabs.graphql.resolvers.labs import LabConnection
 from scriptlabs.graphql.scalars import DateTime
-from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, User
+from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, Session, User
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -36,12 +36,17 @@ class Query:
     me: User | None = strawberry.field(resolver=auth.me)
     lab: Lab | None = strawberry.field(resolver=lab_resolvers.lab)
     labs: LabConnection = strawberry.field(resolver=lab_resolvers.labs)
+    sessions: list[Session] = strawberry.field(resolver=auth.list_sessions)
 
 
 @strawberry.type
 class Mutation:
     sign_up: AuthPayload = strawberry.mutation(resolver=auth.sign_up)
     sign_in: AuthPayload = strawberry.mutation(resolver=auth.sign_in)
+    refresh_session: AuthPayload = strawberry.mutation(resolver=auth.refresh_session)
+    sign_out: bool = strawberry.mutation(resolver=auth.sign_out)
+    revoke_session: bool = strawberry.mutation(resolver=auth.revoke_session)
+    change_password: bool = strawberry.mutation(resolver=auth.change_password)
     create_lab: Lab = strawberry.mutation(resolver=lab_resolvers.create_lab)
     update_lab: Lab = strawberry.mutation(resolver=lab_resolvers.update_lab)
     delete_lab: uuid.UUID = strawberry.mutation(resolver=lab_resolvers.delete_lab)
@@ -71,6 +76,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        OperationChoice,
         lambda: AddValidationRules([rule]),
         OperationTransaction,
     ]

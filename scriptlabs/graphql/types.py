@@ -10,6 +10,8 @@ from typing import Any, TypeAlias
 import strawberry
 
 from scriptlabs.auth.accounts import SignedIn, UserRow
+from scriptlabs.auth.sessions import SessionRow
+from scriptlabs.auth.sessions import SignOutScope as StoredSignOutScope
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
 
 # the domain's enum, registered as the GraphQL enum ReadingStatus (names shown, values stored)
@@ -118,6 +120,33 @@ class AuthPayload:
             expires_at=result.expires_at,
             refresh_token=result.refresh_token,
             user=User.from_row(result.user),
+        )
+
+
+SignOutScope: TypeAlias = StoredSignOutScope
+strawberry.enum(StoredSignOutScope, name="SignOutScope")
+
+
+@strawberry.type
+class Session:
+    id: uuid.UUID
+    created_at: dt.datetime
+    last_activity: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool
+
+    @classmethod
+    def from_row(cls, row: SessionRow) -> Session:
+        return cls(
+            id=row.id,
+            created_at=row.created_at,
+            last_activity=row.last_activity,
+            expires_at=row.expires_at,
+            user_agent=row.user_agent,
+            ip_address=row.ip_address,
+            current=row.current,
         )
 
 

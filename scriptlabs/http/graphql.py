@@ -8,15 +8,20 @@ encoding (orjson). Problems with the request itself are answered in the same
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
+from graphql import GraphQLError, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from scriptlabs.auth.tokens import Claims
+from scriptlabs.db.operation import Operation
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Context, Services
@@ -61,6 +66,17 @@ def _media_type(request: Request) -> str:
         elif media in (JSON, "application/*", "*/*") and q > best_q:
             best, best_q = JSON, q
     return best
+
+
+@functools.lru_cache(maxsize=1024)
+def operation_type(query: str, operation_name: str | None) -> OperationType | None:
+    """The type of the operation a document names, or None when it does not parse."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(document, operation_name)
+    return OperationType(operation.operation.value) if operation is not None else None
 
 
 def _wants_html(request: Request) -> bool:
@@ -154,32 +170,24 @@ class GraphQLEndpoint:
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
 
-    async def _handle(self, request: Request, media: str) -> Response:
-        if request.method == "GET":
-            if _wants_html(request):
-                return HTMLResponse(graphiql_html("/graphql"))
-            params = _params_from_get(request)
-            allowed = {OperationType.QUERY}
-        elif request.method == "POST":
-            params = await _params_from_post(request, self.settings.max_body_bytes)
-            allowed = {OperationType.QUERY, OperationType.MUTATION}
-        else:
-            raise RequestError(405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"})
-        query, variables, operation_name = _check_shape(params)
-        claims = claims_of(request, self.verifier)
-        context = Context(
-            services=self.services,
-            claims=claims,
-            client=client_of(request, self.settings.trusted_proxies),
+    def _operation(self, claims: Claims, *, readonly: bool) -> Operation:
+        return Operation(
+            self.services.pool,
+            claims,
+            readonly=readonly,
+            statement_timeout_ms=self.settings.statement_timeout_ms,
         )
-        if self.planner is not None:
-            plan = self.planner.plan(query, operation_name)
-            if plan is not None:
-                planned = await self.planner.run(plan, variables, context)
-                if planned is not None:
-                    return Response(planned, 200, media_type=media)
+
+    async def _execute(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+        allowed: set[OperationType],
+    ) -> ExecutionResult:
         try:
-            result = await self.schema.execute(
+            return await self.schema.execute(
                 query,
                 variable_values=variables,
                 context_value=context,
@@ -198,6 +206,46 @@ class GraphQLEndpoint:
             raise RequestError(400, Code.BAD_USER_INPUT, exc.as_http_error_reason()) from None
         except MissingQueryError:
             raise RequestError(400, Code.BAD_USER_INPUT, "query is missing") from None
+
+    async def _handle(self, request: Request, media: str) -> Response:
+        if request.method == "GET":
+            if _wants_html(request):
+                return HTMLResponse(graphiql_html("/graphql"))
+            params = _params_from_get(request)
+            allowed = {OperationType.QUERY}
+        elif request.method == "POST":
+            params = await _params_from_post(request, self.settings.max_body_bytes)
+            allowed = {OperationType.QUERY, OperationType.MUTATION}
+        else:
+            raise RequestError(405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"})
+        query, variables, operation_name = _check_shape(params)
+        claims = claims_of(request, self.verifier)
+        context = Context(
+            services=self.services,
+            claims=claims,
+            client=client_of(request, self.settings.trusted_proxies),
+        )
+        plan = self.planner.plan(query, operation_name) if self.planner is not None else None
+        if claims.session_id is not None:
+            # the token's session must be live: checked in the transaction's set-up statement,
+            # before anything runs, so an ended session gets 401 (contract)
+            readonly = plan is not None or operation_type(query, operation_name) is not (
+                OperationType.MUTATION
+            )
+            context.op = self._operation(claims, readonly=readonly)
+            if not await context.op.begin():
+                await context.op.finish(commit=False)
+                raise AppError(Code.UNAUTHENTICATED, "This session has ended")
+        try:
+            if plan is not None:
+                assert self.planner is not None
+                planned = await self.planner.run(plan, variables, context)
+                if planned is not None:
+                    return Response(planned, 200, media_type=media)
+            result = await self._execute(query, variables, operation_name, context, allowed)
+        finally:
+            if context.op is not None:
+                await context.op.finish(commit=False)  # a no-op once the operation has ended
 
         body: dict[str, Any] = {}
         status = 200

@@ -22,6 +22,7 @@ from scriptlabs.labs.columns import NULLABLE_COLUMNS, OrderField
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 TIME_COLUMNS = frozenset({"created_at", "updated_at"})
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +96,18 @@ def _decode_value(column: str, value: Any) -> Any:
         parsed = dt.datetime.fromisoformat(value)
         if parsed.tzinfo is None:
             raise ValueError("naive time")
+        parsed.astimezone(dt.UTC)  # OverflowError when it leaves datetime's range in UTC
         return parsed
     if column == "id":
+        if not isinstance(value, str):  # uuid.UUID(123) raises AttributeError
+            raise ValueError("not a uuid")
         return uuid.UUID(value)
     if column in ("rating", "publication_year"):
-        if type(value) is not int:
-            raise ValueError("not an int")
+        if type(value) is not int or not INT4_MIN <= value <= INT4_MAX:
+            raise ValueError("not an int4")
         return value
-    if not isinstance(value, str):
-        raise ValueError("not a string")
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("not a string PostgreSQL can hold")
     return value
 
 
@@ -118,7 +122,14 @@ def decode_cursor(cursor: str, keys: tuple[SortKey, ...], name: str) -> list[Any
         if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError("wrong length")
         return [_decode_value(k.column, v) for k, v in zip(keys, values, strict=True)]
-    except (ValueError, TypeError, binascii.Error, UnicodeError, orjson.JSONDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        UnicodeError,
+        orjson.JSONDecodeError,
+    ):
         raise _bad_cursor(name) from None
 
 
@@ -138,10 +149,12 @@ def after_condition(keys: tuple[SortKey, ...], values: list[Any], params: Params
         return f"({columns}) {op} ({placeholders})"
     alternatives: list[str] = []
     equal_so_far: list[str] = []
-    for key, value in zip(keys, values, strict=True):
+    for index, (key, value) in enumerate(zip(keys, values, strict=True)):
         after = _strictly_after(key, value, params)
         if after is not None:
             alternatives.append(" and ".join([*equal_so_far, after]))
+        if index == len(keys) - 1:
+            break  # no key follows: an equality here would be an unused parameter
         if value is None:
             equal_so_far.append(f"{key.column} is null")
         else:
