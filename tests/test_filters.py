@@ -850,12 +850,13 @@ async def test_unstorable_filter_values_are_bad_user_input(
     assert error_codes(result) == ["BAD_USER_INPUT"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="database errors from filter values carry no extensions.field (contract: filter.x)",
-)
 async def test_unstorable_filter_values_name_the_field(api: Api, catalogue: Catalogue) -> None:
     result = await api.gql(
         LABS, {"filter": {"title": {"eq": "nul\u0000byte"}}}, token=catalogue.user.token
     )
     assert result["errors"][0]["extensions"].get("field") == "filter.title"
+    nested = {
+        "or": [{"rating": {"eq": 1}}, {"not": {"createdAt": {"gt": "0001-01-01T00:00:00+05:00"}}}]
+    }
+    result = await api.gql(LABS, {"filter": nested}, token=catalogue.user.token)
+    assert result["errors"][0]["extensions"].get("field") == "filter.or[1].not.createdAt"

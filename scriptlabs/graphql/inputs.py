@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types.unset import UNSET
 
+from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.types import LabOrderField, OrderDirection, ReadingStatus
 from scriptlabs.labs import isbn as isbn_rules
 from scriptlabs.labs.columns import OrderField
@@ -141,8 +142,34 @@ def _value(column: str, op: str, value: Any) -> Any:
     return value
 
 
-def to_where(f: LabFilter | None) -> LabWhere | None:
-    """LabFilter → LabWhere. Null operators are ignored, as if they were not given."""
+def _storable(value: Any) -> bool:
+    """Whether PostgreSQL can hold `value` (no NUL in text, times within range in UTC)."""
+    if isinstance(value, list):
+        return all(map(_storable, value))
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dt.datetime):
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            return False
+    return True
+
+
+_FIELD_NAMES = {
+    "publication_year": "publicationYear",
+    "reading_status": "readingStatus",
+    "created_at": "createdAt",
+    "updated_at": "updatedAt",
+}
+
+
+def to_where(f: LabFilter | None, path: str = "filter") -> LabWhere | None:
+    """LabFilter → LabWhere. Null operators are ignored, as if they were not given.
+
+    A value the database could not hold is BAD_USER_INPUT naming its place (`filter.title`,
+    `filter.or[1].createdAt`).
+    """
     if not given(f):
         return None
     assert f is not None
@@ -155,13 +182,23 @@ def to_where(f: LabFilter | None) -> LabWhere | None:
             value = getattr(operators, op_attr, None)
             if not given(value):
                 continue
+            if not _storable(value):
+                field = f"{path}.{_FIELD_NAMES.get(column, column)}"
+                raise AppError(Code.BAD_USER_INPUT, f"{field}.{op} cannot be stored", field=field)
             conditions.append(Condition(column, op, _value(column, op, value)))
     return LabWhere(
         conditions=tuple(conditions),
-        all_of=tuple(w for w in map(to_where, f.and_ or ()) if w) if given(f.and_) else None,
-        any_of=tuple(w for w in map(to_where, f.or_ or ()) if w) if given(f.or_) else None,
-        negated=to_where(f.not_),
+        all_of=_each(f.and_, f"{path}.and"),
+        any_of=_each(f.or_, f"{path}.or"),
+        negated=to_where(f.not_, f"{path}.not"),
     )
+
+
+def _each(filters: list[LabFilter] | None, path: str) -> tuple[LabWhere, ...] | None:
+    if not given(filters):
+        return None
+    nested = (to_where(item, f"{path}[{i}]") for i, item in enumerate(filters or ()))
+    return tuple(w for w in nested if w is not None)
 
 
 def to_order(order: list[LabOrder] | None) -> tuple[tuple[OrderField, bool], ...]:

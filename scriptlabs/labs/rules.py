@@ -25,6 +25,9 @@ def clean(values: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text cannot hold NUL: refuse it here, where the field is known
+            raise _bad(name, f"{name} must not contain NUL characters")
         if name in ("title", "author"):
             if value is None:
                 raise _bad(name, f"{name} cannot be null")
