@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from scriptlabs.auth.mailer import MailSender
 from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.tokens import TokenVerifier
 from scriptlabs.config import Settings
@@ -55,9 +56,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.services = services
         endpoint.bind(schema, services)
+        mail = MailSender(pool, settings)  # the outbox's sender, and the token clean-up
+        mail.start()
         try:
             yield
         finally:
+            await mail.stop()
             await pool.close()
 
     endpoint = _LateEndpoint()

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
+
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
@@ -127,6 +129,24 @@ def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cleanup_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.auth.reset import cleanup_expired_tokens
+
+    async def run(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await cleanup_expired_tokens(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        deleted = asyncio.run(run(admin))
+    print(f"deleted {deleted} rows (expired or used reset tokens, old mail and sessions)")
+    return 0
+
+
 def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     from scriptlabs.auth.passwords import make_hasher
     from scriptlabs.labs.demo import load_demo_data
@@ -179,6 +199,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=1)
     demo.add_argument("--password", default="demo-password")
     demo.set_defaults(run=cmd_demo_data)
+
+    sub.add_parser(
+        "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"
+    ).set_defaults(run=cmd_cleanup_tokens)
     return p
 
 

@@ -28,6 +28,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _limit(env: Mapping[str, str], name: str, default: int) -> int:
+    """A sign-in limit: the number of the attempt refused, so 0 (off) or at least 2."""
+    value = _int(env, name, default)
+    if value == 1:
+        raise SettingsError(
+            f"{name} must be 0 (off) or at least 2: a first attempt is never refused"
+        )
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -81,6 +91,11 @@ class Settings:
     smtp_starttls: bool = True
     mail_from: str = DEFAULT_MAIL_FROM
     public_url: str = DEFAULT_PUBLIC_URL
+    # the mail sender (scriptlabs.auth.mailer): how often it looks at the outbox without a
+    # NOTIFY, and the longest back-off between attempts (with the poll and a 10 s SMTP
+    # timeout, attempts stay less than a minute apart during an outage)
+    mail_poll_seconds: float = 2.0
+    mail_retry_max_seconds: int = 45
     graphql_introspection: bool = True
     graphql_planner: bool = True
     db_pool_min: int = 2
@@ -93,6 +108,18 @@ class Settings:
     max_aliases: int = 100
     max_fields: int = 500
     max_body_bytes: int = 1024 * 1024
+    # Auth rate limits (scriptlabs.auth.ratelimit); 0 turns a limit off. They are off in
+    # settings built in code (tests, whose requests all come from one address; tools), and on
+    # in from_env(), which the API runs with: RATE_LIMIT_SIGNIN_EMAIL 10, RATE_LIMIT_SIGNIN_IP
+    # 20, RATE_LIMIT_SIGNUP_IP 10, RATE_LIMIT_RESET_IP 5 unless set.
+    # 0 turns a limit off
+    rate_limit_signin_email: int = 10  # the attempt with this number in the window is refused
+    rate_limit_signin_ip: int = 20  # likewise per client address (contract: 20 at the most)
+    rate_limit_signin_window: int = 900  # s
+    rate_limit_signup_ip: int = 10  # sign-ups per client address and hour
+    rate_limit_reset_ip: int = 5  # password reset requests per client address and hour
+    rate_limit_slow_after: int = 3  # sign-in attempts are slowed from this number on
+    rate_limit_slow_base_ms: int = 250  # the first delay; it doubles with each attempt
     argon2: Argon2Params = field(default_factory=Argon2Params)
 
     @classmethod
@@ -124,6 +151,8 @@ class Settings:
             smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
             mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
             public_url=(env.get("PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+            mail_poll_seconds=_int(env, "MAIL_POLL_SECONDS", 2, minimum=1),
+            mail_retry_max_seconds=_int(env, "MAIL_RETRY_MAX_SECONDS", 45, minimum=1),
             graphql_introspection=_bool(env, "GRAPHQL_INTROSPECTION", True),
             graphql_planner=_bool(env, "GRAPHQL_PLANNER", True),
             db_pool_min=_int(env, "DB_POOL_MIN", 2),
@@ -135,8 +164,18 @@ class Settings:
             max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, minimum=1),
             max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 100, minimum=1),
             max_fields=_int(env, "GRAPHQL_MAX_FIELDS", 500, minimum=1),
+            rate_limit_signin_email=_limit(env, "RATE_LIMIT_SIGNIN_EMAIL", 10),
+            rate_limit_signin_ip=_limit(env, "RATE_LIMIT_SIGNIN_IP", 20),
+            rate_limit_signin_window=_int(env, "RATE_LIMIT_SIGNIN_WINDOW", 900, minimum=1),
+            rate_limit_signup_ip=_int(env, "RATE_LIMIT_SIGNUP_IP", 10),
+            rate_limit_reset_ip=_int(env, "RATE_LIMIT_RESET_IP", 5),
+            rate_limit_slow_after=_int(env, "RATE_LIMIT_SLOW_AFTER", 3),
+            rate_limit_slow_base_ms=_int(env, "RATE_LIMIT_SLOW_BASE_MS", 250),
             argon2=argon2,
         )
+        if settings.rate_limit_signin_window > 86400:
+            # attempts are kept for a day (db/009_rate_limits.sql)
+            raise SettingsError("RATE_LIMIT_SIGNIN_WINDOW must be at most 86400 seconds")
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return settings

@@ -5,16 +5,25 @@ Each test signs up its own users; RLS keeps tests apart, so nothing is truncated
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from scriptlabs.app import create_app
 from scriptlabs.config import Argon2Params, Settings
@@ -58,6 +67,11 @@ def settings(database: Database) -> Settings:
         argon2=CHEAP_ARGON2,
         db_pool_min=1,
         db_pool_max=10,
+        # every test client comes from 127.0.0.1: the limits have tests of their own
+        rate_limit_signin_email=0,
+        rate_limit_signin_ip=0,
+        rate_limit_signup_ip=0,
+        rate_limit_reset_ip=0,
     )
 
 
@@ -161,3 +175,133 @@ def api(client: httpx.AsyncClient) -> Api:
 
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [e["extensions"]["code"] for e in result.get("errors", [])]
+
+
+# -- mail: an SMTP sink, and an API (with its own database) whose sender mails into it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class SmtpSink:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd, in its own thread) that keeps every message."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._messages: list[EmailMessage] = []
+        self._lock = threading.Lock()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        with self._lock:
+            self._messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Every message received so far for `address`."""
+        with self._lock:
+            return [m for m in self._messages if m["To"] == address]
+
+    async def wait_for(
+        self, address: str, count: int = 1, within: float = 10.0
+    ) -> list[EmailMessage]:
+        """The messages for `address` once there are `count` of them (polled, with a deadline)."""
+        deadline = time.monotonic() + within
+        while len(found := self.to(address)) < count:
+            assert time.monotonic() < deadline, f"{len(found)} of {count} mails to {address}"
+            await asyncio.sleep(0.02)
+        return found
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+def dsn_for(dsn: str, dbname: str) -> str:
+    """`dsn` naming another database of the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+async def create_database(database: Database, name: str) -> Database:
+    """A new, migrated database on the test server (skips the test where that is not allowed)."""
+    conn = await asyncpg.connect(database.admin_dsn)
+    try:
+        await conn.execute(f'create database "{name}"')
+    except asyncpg.PostgresError as exc:
+        pytest.skip(f"cannot create a database for the mail tests: {exc}")
+    finally:
+        await conn.close()
+    created = Database(dsn_for(database.dsn, name), dsn_for(database.admin_dsn, name))
+    await migrate(created.admin_dsn)
+    return created
+
+
+@pytest.fixture(scope="session")
+async def mail_database(database: Database) -> Database:
+    """A database of its own for the mail tests: no other API's sender competes for its outbox
+    (the `client` fixture's sender, without SMTP_HOST, would log their mail instead)."""
+    return await create_database(database, f"scriptlabs_mail_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def mail_settings(settings: Settings, mail_database: Database, smtp_sink: SmtpSink) -> Settings:
+    return replace(
+        settings,
+        database_url=mail_database.dsn,
+        database_admin_url=mail_database.admin_dsn,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        public_url="https://app.scriptlabs.test",
+        mail_from="Script Labs <no-reply@scriptlabs.test>",
+        mail_poll_seconds=0.2,
+        mail_retry_max_seconds=1,
+        # off: these tests sign up, sign in and ask for resets many times from one address
+        rate_limit_signup_ip=0,
+        rate_limit_signin_email=0,
+        rate_limit_signin_ip=0,
+        rate_limit_reset_ip=0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def mail_client(mail_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on `mail_database`, its mail sender delivering into `smtp_sink`."""
+    app = create_app(mail_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest.fixture(scope="session")
+async def mail_admin(mail_database: Database) -> AsyncIterator[asyncpg.Connection]:
+    """The owner's connection to `mail_database`."""
+    conn = await asyncpg.connect(mail_database.admin_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def mail_api(mail_client: httpx.AsyncClient) -> Api:
+    return Api(mail_client)

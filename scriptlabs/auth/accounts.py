@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from scriptlabs.auth import ratelimit
 from scriptlabs.auth.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
 from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings
@@ -165,6 +166,8 @@ async def sign_up(
 ) -> SignedIn:
     email = normalize_email(email)
     check_password(password)
+    # counted whether it succeeds or meets an existing email (auth.ratelimit)
+    await ratelimit.check_sign_up(op, settings, client.ip_address)
     encoded = await passwords.hash(password)
     async with op.as_role("service_role") as conn:
         row = await conn.fetchrow(INSERT_USER, email, encoded)
@@ -185,6 +188,8 @@ async def sign_in(
         email = normalize_email(email)
     except AppError:
         email = ""
+    # a failure stays recorded (own transaction); refused or slowed here, before the password
+    attempt = await ratelimit.check_sign_in(op, settings, email, client.ip_address)
     async with op.as_role("service_role") as conn:
         row = await conn.fetchrow(FIND_USER, email) if email else None
         encoded = row["encrypted_password"] if row is not None else None
@@ -192,7 +197,9 @@ async def sign_in(
             raise AppError(Code.UNAUTHENTICATED, INVALID_CREDENTIALS)
         touched = await conn.fetchrow(TOUCH_SIGN_IN, row["id"])
         assert touched is not None
-        return await start_session(conn, settings, UserRow.from_record(touched), client)
+        result = await start_session(conn, settings, UserRow.from_record(touched), client)
+    await ratelimit.clear_sign_in(op, attempt)
+    return result
 
 
 ME = "select id, email, created_at, last_sign_in_at from auth.users where id = (select auth.uid())"

@@ -24,9 +24,10 @@ from scriptlabs.graphql.extensions import OperationChoice, OperationTransaction
 from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
+from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.resolvers.labs import LabConnection
 from scriptlabs.graphql.scalars import DateTime
-from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, Session, User
+from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, ResetTokenStatus, Session, User
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -37,6 +38,9 @@ class Query:
     lab: Lab | None = strawberry.field(resolver=lab_resolvers.lab)
     labs: LabConnection = strawberry.field(resolver=lab_resolvers.labs)
     sessions: list[Session] = strawberry.field(resolver=auth.list_sessions)
+    reset_token_status: ResetTokenStatus = strawberry.field(
+        resolver=reset_resolvers.reset_token_status
+    )
 
 
 @strawberry.type
@@ -47,6 +51,10 @@ class Mutation:
     sign_out: bool = strawberry.mutation(resolver=auth.sign_out)
     revoke_session: bool = strawberry.mutation(resolver=auth.revoke_session)
     change_password: bool = strawberry.mutation(resolver=auth.change_password)
+    request_password_reset: bool = strawberry.mutation(
+        resolver=reset_resolvers.request_password_reset
+    )
+    reset_password: AuthPayload = strawberry.mutation(resolver=reset_resolvers.reset_password)
     create_lab: Lab = strawberry.mutation(resolver=lab_resolvers.create_lab)
     update_lab: Lab = strawberry.mutation(resolver=lab_resolvers.update_lab)
     delete_lab: uuid.UUID = strawberry.mutation(resolver=lab_resolvers.delete_lab)

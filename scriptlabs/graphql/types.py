@@ -154,3 +154,12 @@ class Session:
 class ImportResult:
     inserted: int
     ids: list[uuid.UUID]
+
+
+@strawberry.type
+class ResetTokenStatus:
+    """Whether a password reset token can still be used; `email` is masked (j***@example.com)."""
+
+    valid: bool
+    expires_at: dt.datetime | None
+    email: str | None
