@@ -6,6 +6,7 @@ Each test signs up its own users; RLS keeps tests apart, so nothing is truncated
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -75,8 +76,9 @@ def settings(database: Database) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app for `settings`, started (lifespan entered), and an HTTP client for it."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -85,13 +87,16 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(settings) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
 async def unplanned_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The same API with the planned path off: every operation runs through Strawberry."""
-    app = create_app(replace(settings, graphql_planner=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with serve(replace(settings, graphql_planner=False)) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")
@@ -274,22 +279,14 @@ def mail_settings(settings: Settings, mail_database: Database, smtp_sink: SmtpSi
         mail_from="Script Labs <no-reply@scriptlabs.test>",
         mail_poll_seconds=0.2,
         mail_retry_max_seconds=1,
-        # off: these tests sign up, sign in and ask for resets many times from one address
-        rate_limit_signup_ip=0,
-        rate_limit_signin_email=0,
-        rate_limit_signin_ip=0,
-        rate_limit_reset_ip=0,
     )
 
 
 @pytest.fixture(scope="session")
 async def mail_client(mail_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API on `mail_database`, its mail sender delivering into `smtp_sink`."""
-    app = create_app(mail_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with serve(mail_settings) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

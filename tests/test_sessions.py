@@ -7,15 +7,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from ipaddress import ip_network
 
 import asyncpg
 import httpx
 import jwt
 import pytest
 
-from scriptlabs.app import create_app
 from scriptlabs.config import Settings
-from tests.conftest import JWT_SECRET, Api, User, error_codes
+from tests.conftest import JWT_SECRET, Api, User, error_codes, serve
 
 REFRESH = (
     "mutation($t: String!) { refreshSession(refreshToken: $t) {"
@@ -278,13 +278,8 @@ async def test_a_token_without_a_session_is_accepted_until_it_expires(api: Api) 
 
 @pytest.fixture(scope="module")
 async def proxied(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        replace(settings, trusted_proxies=(__import__("ipaddress").ip_network("127.0.0.0/8"),))
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with serve(replace(settings, trusted_proxies=(ip_network("127.0.0.0/8"),))) as c:
+        yield c
 
 
 async def test_session_address_honours_trusted_proxies(
