@@ -54,6 +54,8 @@ SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
     "max_connections": "300",
     "shared_buffers": "256MB",
+    # bulk loads (demo-data) otherwise checkpoint every few seconds
+    "max_wal_size": "4GB",
 }
 # For throwaway test clusters: a crash may lose or corrupt data, which they do not keep.
 FAST_SETTINGS = {
