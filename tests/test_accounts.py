@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
+import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.conftest import Api, error_codes
+from scriptlabs.config import Argon2Params, Settings
+from tests.conftest import Api, error_codes, serve
 
 PAYLOAD = (
     "accessToken tokenType expiresIn expiresAt refreshToken"
@@ -253,3 +257,37 @@ async def test_a_failed_sign_up_writes_nothing(api: Api, admin: asyncpg.Connecti
     assert error_codes(result) == ["BAD_USER_INPUT"], result
     assert result["data"] is None
     assert await admin.fetchval("select count(*) from auth.users where email = $1", email) == 0
+
+
+async def test_unknown_email_and_wrong_password_take_about_the_same_time(
+    settings: Settings,
+) -> None:
+    # argon2 costs enough here that skipping it for unknown emails would show plainly
+    slow = replace(settings, argon2=Argon2Params(time_cost=2, memory_cost=32 * 1024, parallelism=1))
+    async with serve(slow) as client:
+        api = Api(client)
+        user = await api.sign_up()
+        query = (
+            "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { accessToken } }"
+        )
+
+        async def timed(email: str) -> float:
+            started = time.perf_counter()
+            result = await api.gql(query, {"e": email, "p": "not the password"})
+            elapsed = time.perf_counter() - started
+            assert result["errors"][0]["message"] == "Invalid email or password"
+            return elapsed
+
+        for _ in range(3):  # warm both paths
+            await timed(user.email)
+            await timed("nobody@example.com")
+        known, unknown = [], []
+        for i in range(15):  # interleaved, so drift hits both alike
+            known.append(await timed(user.email))
+            unknown.append(await timed(f"nobody-{i}@example.com"))
+    median_known, median_unknown = statistics.median(known), statistics.median(unknown)
+    slower = max(median_known, median_unknown)
+    assert abs(median_known - median_unknown) < 0.25 * slower + 0.003, (
+        median_known,
+        median_unknown,
+    )
