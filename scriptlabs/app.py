@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     endpoint = _LateEndpoint()
     routes = [
-        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        Route("/graphql", endpoint),  # any method: others get the JSON 405
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Mount(ASSETS_URL_PATH, StaticFiles(directory=GRAPHIQL_ASSETS_DIR, check_dir=False)),
