@@ -9,8 +9,10 @@ encoding (orjson). Problems with the request itself are answered in the same
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from graphql import GraphQLError, get_operation_ast, parse
 from starlette.requests import Request
@@ -29,6 +31,8 @@ from scriptlabs.graphql.extensions import public_errors
 from scriptlabs.graphql.planner import Planner
 from scriptlabs.graphql.schema import Schema
 from scriptlabs.http.client import claims_of, client_of
+
+log = logging.getLogger("scriptlabs.http")
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -169,6 +173,11 @@ class GraphQLEndpoint:
             status = 401 if exc.code is Code.UNAUTHENTICATED else 400
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError, TimeoutError):
+            # the database did not answer the session check: our fault, said in the same shape
+            log.exception("database unavailable")
+            body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
+            return Response(body, 503, {"Retry-After": "5"}, media_type=media)
 
     def _operation(self, claims: Claims, *, readonly: bool) -> Operation:
         return Operation(

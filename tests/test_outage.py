@@ -1,0 +1,41 @@
+"""When the database does not answer: readiness says so, and errors keep their shape."""
+
+from __future__ import annotations
+
+import httpx
+
+from scriptlabs.app import create_app
+from scriptlabs.config import Settings
+from tests.conftest import Api
+
+
+async def test_a_lost_database_is_503_with_a_code_never_a_bare_500(
+    settings: Settings, api: Api
+) -> None:
+    user = await api.sign_up()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            assert (await c.get("/health/ready")).status_code == 200
+            app.state.services.pool.terminate()  # as if the database went away
+            assert (await c.get("/health/ready")).status_code == 503
+            assert (await c.get("/health/live")).status_code == 200
+            response = await c.post(
+                "/graphql",
+                json={"query": "{ labs { totalCount } }"},
+                headers={"authorization": f"Bearer {user.token}"},
+            )
+            assert response.status_code == 503
+            assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+            signed_out = await c.post(
+                "/graphql",
+                json={
+                    "query": 'mutation { signIn(email: "a@example.com", password: "x") {'
+                    " accessToken } }"
+                },
+            )
+            assert signed_out.status_code == 200
+            error = signed_out.json()["errors"][0]
+            assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+            assert "pool" not in error["message"].lower()
