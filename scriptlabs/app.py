@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             pool=pool,
             passwords=Passwords(settings.argon2),
             verifier=TokenVerifier(settings.jwt_secret),
+            gate=asyncio.Semaphore(settings.db_pool_max),
         )
         app.state.services = services
         endpoint.bind(schema, services)

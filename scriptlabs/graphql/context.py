@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -22,6 +23,17 @@ class Services:
     pool: asyncpg.Pool
     passwords: Passwords
     verifier: TokenVerifier
+    gate: asyncio.Semaphore  # fair turns at the pool: see Operation._acquire
+
+    def operation(self, claims: Claims, *, readonly: bool) -> Operation:
+        """A new operation (its transaction begins at its first statement)."""
+        return Operation(
+            self.pool,
+            claims,
+            readonly=readonly,
+            statement_timeout_ms=self.settings.statement_timeout_ms,
+            gate=self.gate,
+        )
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from scriptlabs.db.operation import Operation, Skipped
+from scriptlabs.db.operation import Skipped
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.context import Context
 
@@ -31,12 +31,7 @@ class OperationTransaction(SchemaExtension):
         ctx: Context = self.execution_context.context
         services = ctx.services
         readonly = self.execution_context.operation_type is OperationType.QUERY
-        op = ctx.op or Operation(
-            services.pool,
-            ctx.claims,
-            readonly=readonly,
-            statement_timeout_ms=services.settings.statement_timeout_ms,
-        )
+        op = ctx.op or services.operation(ctx.claims, readonly=readonly)
         ctx.op = op
         ctx.executed = True
         commit = False

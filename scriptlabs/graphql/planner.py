@@ -210,12 +210,7 @@ class Planner:
         if isinstance(coerced, list):
             return None
         services = ctx.services
-        op = ctx.op or Operation(
-            services.pool,
-            ctx.claims,
-            readonly=True,
-            statement_timeout_ms=services.settings.statement_timeout_ms,
-        )
+        op = ctx.op or services.operation(ctx.claims, readonly=True)
         data: dict[str, Any] = {}
         ok = False
         try:

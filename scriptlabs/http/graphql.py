@@ -22,8 +22,6 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from scriptlabs.auth.tokens import Claims
-from scriptlabs.db.operation import Operation
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Context, Services
@@ -179,14 +177,6 @@ class GraphQLEndpoint:
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": "5"}, media_type=media)
 
-    def _operation(self, claims: Claims, *, readonly: bool) -> Operation:
-        return Operation(
-            self.services.pool,
-            claims,
-            readonly=readonly,
-            statement_timeout_ms=self.settings.statement_timeout_ms,
-        )
-
     async def _execute(
         self,
         query: str,
@@ -241,7 +231,7 @@ class GraphQLEndpoint:
             readonly = plan is not None or operation_type(query, operation_name) is not (
                 OperationType.MUTATION
             )
-            context.op = self._operation(claims, readonly=readonly)
+            context.op = self.services.operation(claims, readonly=readonly)
             if not await context.op.begin():
                 await context.op.finish(commit=False)
                 raise AppError(Code.UNAUTHENTICATED, "This session has ended")
