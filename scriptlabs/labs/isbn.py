@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 _DROP = re.compile(r"[\s-]+")
-_ISBN10 = re.compile(r"^\d{9}[\dX]$")
-_ISBN13 = re.compile(r"^\d{13}$")
+# [0-9], not \d: \d, str.isdigit() and int() also take other scripts' digits ('٠', '０')
+_ISBN10 = re.compile(r"[0-9]{9}[0-9X]")
+_ISBN13 = re.compile(r"[0-9]{13}")
 
 
 def normalize(raw: str) -> str:
@@ -16,10 +17,10 @@ def normalize(raw: str) -> str:
 
 def is_valid(isbn: str) -> bool:
     """True for a normalised ISBN-10 or ISBN-13 whose check digit is right."""
-    if _ISBN10.match(isbn):
+    if _ISBN10.fullmatch(isbn):
         total = sum((10 - i) * (10 if c == "X" else int(c)) for i, c in enumerate(isbn))
         return total % 11 == 0
-    if _ISBN13.match(isbn):
+    if _ISBN13.fullmatch(isbn):
         total = sum((3 if i % 2 else 1) * int(c) for i, c in enumerate(isbn))
         return total % 10 == 0
     return False
