@@ -95,6 +95,10 @@ PASSWORD_OF = "select encrypted_password from auth.users where id = $1"
 CHANGE_PASSWORD = """
 with changed as (
     update auth.users set encrypted_password = $2, updated_at = now() where id = $1
+),
+voided as (
+    -- a reset link mailed before the change no longer works (db/011 grants this delete)
+    delete from public.password_reset_tokens where user_id = $1 and used_at is null
 )
 update public.user_sessions set revoked_at = now()
 where user_id = $1 and revoked_at is null and id is distinct from $3
