@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from harness import ROOT, SCRIPTLABS, BenchError
@@ -17,14 +17,18 @@ PASSWORD = "demo-password"  # scriptlabs demo-data's default
 BENCH_TITLE = "wrk bench lab"  # the title of labs createLab adds; deleted again after each run
 DEEP_POSITION = 100_000  # the deep page starts after this row (5,000 pages of 20)
 
-CATALOGUES = {"1k": 1_000, "1m": 1_000_000}
+CATALOGUES = {"200": 200, "1k": 1_000, "1m": 1_000_000}  # name: labs of the catalogue's user
+# what `scriptlabs demo-data` loads when no user of that size is there: --labs, --users. The
+# ordinary users come as a thousand (the database of the design document: one user with
+# 1,000,000 labs, 1,000 with 200); the bench takes the lowest-numbered of them (demo-<k>).
+LOADS = {"200": (200_000, 1_000), "1k": (1_000, 1), "1m": (1_000_000, 1)}
 
 DEMO_USERS = """
 select u.id, u.email, count(l.id) as labs
 from auth.users u left join public.labs l on l.user_id = u.id
 where lower(u.email) like 'demo-%@scriptlabs.test'
 group by u.id, u.email
-order by u.email
+order by length(u.email), u.email
 """
 ROW_AT = """
 select id, created_at from public.labs where user_id = $1
@@ -50,6 +54,8 @@ class Catalogue:
     lab_id: str = ""
     deep_cursor: str = ""
     deep_position: int = 0
+    deep_id: str = ""  # the lab the deep cursor points at (the row before the deep page)
+    peer_cursors: dict[str, str] = field(default_factory=dict)  # a peer's own deep cursor
 
 
 async def demo_users(admin_dsn: str) -> list[asyncpg.Record]:
@@ -91,35 +97,49 @@ async def fill_in(admin_dsn: str, catalogue: Catalogue) -> None:
     if middle is None or deep is None:
         raise BenchError(f"catalogue {catalogue.name} has fewer labs than expected")
     catalogue.lab_id = str(middle["id"])
+    catalogue.deep_id = str(deep["id"])
     catalogue.deep_cursor = encode_cursor(sort_keys(()), deep)
 
 
+def load_demo_users(labs: int, users: int, env: dict[str, str]) -> None:
+    print(
+        f"==> loading {users:,} demo user(s) with {labs // users:,} labs each "
+        f"(scriptlabs demo-data --labs {labs} --users {users})",
+        flush=True,
+    )
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(SCRIPTLABS), "demo-data", "--labs", str(labs), "--users", str(users)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(f"scriptlabs demo-data failed:\n{out.stderr}")
+    print(f"    {labs:,} labs in {time.monotonic() - started:.0f} s", flush=True)
+
+
 def load_catalogues(names: list[str], env: dict[str, str], admin_dsn: str) -> list[Catalogue]:
-    """One demo user per catalogue size, loaded with `scriptlabs demo-data` when missing."""
+    """One demo user per catalogue size (the lowest-numbered of that size), loaded with
+    `scriptlabs demo-data` when missing."""
     users = asyncio.run(demo_users(admin_dsn))
+    sizes = {u["labs"] for u in users}
+    missing = {CATALOGUES[name] for name in names} - sizes
+    for name, (labs, count) in LOADS.items():
+        if CATALOGUES[name] in missing:
+            load_demo_users(labs, count, env)
+    if missing:
+        users = asyncio.run(demo_users(admin_dsn))
     taken: set[uuid.UUID] = set()
     found: list[Catalogue] = []
     for name in names:
         size = CATALOGUES[name]
         match = next((u for u in users if u["labs"] == size and u["id"] not in taken), None)
         if match is None:
-            print(f"==> loading a demo user with {size:,} labs (scriptlabs demo-data)", flush=True)
-            started = time.monotonic()
-            out = subprocess.run(
-                [str(SCRIPTLABS), "demo-data", "--labs", str(size), "--users", "1"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if out.returncode != 0:
-                raise BenchError(f"scriptlabs demo-data failed:\n{out.stderr}")
-            email, user_id, count = out.stdout.strip().splitlines()[-1].split("\t")
-            print(f"    {email}: {int(count):,} labs in {time.monotonic() - started:.0f} s")
-            catalogue = Catalogue(name, size, uuid.UUID(user_id), email)
-        else:
-            catalogue = Catalogue(name, size, match["id"], match["email"])
+            raise BenchError(f"no demo user with {size:,} labs after loading them")
+        catalogue = Catalogue(name, size, match["id"], match["email"])
         taken.add(catalogue.user_id)
         found.append(catalogue)
     for catalogue in found:
