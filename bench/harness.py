@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from meter import descendants
+
 from scriptlabs.db.embedded import dev_secret
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -23,6 +25,11 @@ ROOT = BENCH_DIR.parent
 LUA = BENCH_DIR / "graphql.lua"
 SCRIPTLABS = ROOT / ".venv" / "bin" / "scriptlabs"
 POSTGRAPHILE_PACKAGE = "postgraphile@4"
+FILTER_PACKAGE = "postgraphile-plugin-connection-filter@2"  # v4's filter argument
+# PostGraphile v5 comes from the peers folder beside the repository: postgraphile5.sh installs
+# it (pinned versions and a Node 22 binary) into PG_GRAPHILE_DIR, postgraphile5.mjs serves it
+PEERS_DIR = ROOT.parent / "shared" / "peers"
+V5_DIR = Path(os.environ.get("PG_GRAPHILE_DIR") or "/tmp/bench-postgraphile5")
 
 
 class BenchError(Exception):
@@ -45,8 +52,9 @@ def raise_open_files() -> int:
 
 
 class Server:
-    """A GraphQL server on a free port against the bench's database: `scriptlabs serve`, or
-    with `command`, another one (PostGraphile), probed with a `{ __typename }` query."""
+    """A GraphQL server on a free port against the bench's database: `scriptlabs serve
+    --workers N`, or with `command`, another one (PostGraphile; it reads PORT and WORKERS from
+    its environment), probed with a `{ __typename }` query."""
 
     def __init__(
         self,
@@ -54,12 +62,17 @@ class Server:
         env: dict[str, str],
         log_dir: Path,
         command: list[str] | None = None,
+        *,
+        workers: int = 1,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
-        self.env = env
+        self.env = {**env, "WORKERS": str(workers)} if command else env
         self.command = command
+        self.workers = workers
+        self.cwd = cwd
         self.scriptlabs = command is None
-        self.log_path = log_dir / f"serve-{name}.log"
+        self.log_path = log_dir / f"serve-{name.replace(' ', '-')}.log"
         self.starts = 0
         self._start()
 
@@ -73,6 +86,8 @@ class Server:
             "127.0.0.1",
             "--port",
             str(self.port),
+            "--workers",
+            str(self.workers),
         ]
         self.starts += 1
         with self.log_path.open("a" if self.starts > 1 else "w", encoding="utf-8") as log:
@@ -81,7 +96,7 @@ class Server:
                 env={**self.env, "PORT": str(self.port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.cwd,
             )
 
     def ensure_running(self) -> None:
@@ -118,13 +133,20 @@ class Server:
         raise BenchError(f"the {self.name} API did not get ready; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM to the server (it stops its own workers), then SIGKILL to whatever of its
+        process tree is left after 20 s."""
+        if self.process.poll() is not None:
+            return
+        tree = descendants(self.pid)
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pid in tree - {self.pid}:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def post(url: str, body: dict[str, Any], token: str = "") -> tuple[int, dict[str, Any]]:
@@ -141,14 +163,16 @@ def post(url: str, body: dict[str, Any], token: str = "") -> tuple[int, dict[str
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def start_postgraphile(env: dict[str, str], folder: Path) -> Server:
-    """PostGraphile v4 (bench/postgraphile.js), installed with npm into the data folder."""
+def start_postgraphile(env: dict[str, str], folder: Path, workers: int = 1) -> Server:
+    """PostGraphile v4 (bench/postgraphile.js) and its filter plugin, installed with npm into
+    the data folder."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        raise BenchError("the postgraphile scenario needs node and npm (apt-get install npm)")
+        raise BenchError("PostGraphile v4 needs node and npm (apt-get install npm)")
     prefix = folder / "postgraphile"
-    if not (prefix / "node_modules" / "postgraphile").is_dir():
-        print(f"==> npm install {POSTGRAPHILE_PACKAGE} into {prefix}", flush=True)
+    modules = prefix / "node_modules"
+    if not (modules / "postgraphile").is_dir() or not (modules / FILTER_PACKAGE[:-2]).is_dir():
+        print(f"==> npm install {POSTGRAPHILE_PACKAGE} {FILTER_PACKAGE} into {prefix}", flush=True)
         prefix.mkdir(parents=True, exist_ok=True)
         installed = subprocess.run(
             [
@@ -160,6 +184,7 @@ def start_postgraphile(env: dict[str, str], folder: Path) -> Server:
                 "--no-fund",
                 "--loglevel=error",
                 POSTGRAPHILE_PACKAGE,
+                FILTER_PACKAGE,
             ],
             capture_output=True,
             text=True,
@@ -173,7 +198,40 @@ def start_postgraphile(env: dict[str, str], folder: Path) -> Server:
         "NODE_ENV": "production",
         "JWT_SECRET": dev_secret(folder, "jwt_secret"),
     }
-    return Server("postgraphile", node_env, folder, [node, str(BENCH_DIR / "postgraphile.js")])
+    command = [node, str(BENCH_DIR / "postgraphile.js")]
+    return Server(f"v4 w{workers}", node_env, folder, command, workers=workers)
+
+
+def start_postgraphile5(
+    env: dict[str, str], folder: Path, workers: int, peers_dir: Path, v5_dir: Path
+) -> Server:
+    """PostGraphile v5 (postgraphile5.mjs of the peers folder) with the Node 22 that
+    postgraphile5.sh installs into `v5_dir` (installed here on first use)."""
+    script, server = peers_dir / "postgraphile5.sh", peers_dir / "postgraphile5.mjs"
+    if not script.is_file() or not server.is_file():
+        raise BenchError(f"PostGraphile v5: no postgraphile5.sh and .mjs in {peers_dir}")
+    node = v5_dir / "node_modules" / ".bin" / "node"
+    if not os.access(node, os.X_OK):
+        print(f"==> {script.name} install (PostGraphile v5 into {v5_dir})", flush=True)
+        installed = subprocess.run(
+            [str(script.resolve()), "install"],
+            env={**os.environ, "PG_GRAPHILE_DIR": str(v5_dir)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if installed.returncode != 0 or not os.access(node, os.X_OK):
+            raise BenchError(f"{script} install failed:\n{installed.stdout}\n{installed.stderr}")
+    node_env = {
+        **env,
+        "PG_GRAPHILE_DIR": str(v5_dir),
+        "NODE_ENV": "production",
+        "GRAPHILE_ENV": "production",
+        "JWT_SECRET": dev_secret(folder, "jwt_secret"),
+    }
+    return Server(
+        f"v5 w{workers}", node_env, folder, [str(node), str(server)], workers=workers, cwd=v5_dir
+    )
 
 
 def wrk(

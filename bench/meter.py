@@ -34,14 +34,30 @@ def cluster_cpu(pgdata: Path) -> float:
     return ticks / CLOCK_TICKS
 
 
-def process_cpu(pids: set[int]) -> float:
-    """CPU seconds (user + system) used so far by `pids`."""
-    total = 0
-    for pid in pids:
+def descendants(root: int) -> set[int]:
+    """`root` and every process under it (the workers of a server), alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(int(_stat_fields(entry.name)[1]), []).append(int(entry.name))
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by `root` and the processes under it: each one's own time and
+    that of the children it has reaped (cutime, cstime), so a worker that ended still counts."""
+    ticks = 0
+    for pid in descendants(root):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+            ticks += sum(int(v) for v in _stat_fields(pid)[11:15])
+    return ticks / CLOCK_TICKS
 
 
 def machine_cpu() -> tuple[float, float]:

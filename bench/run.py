@@ -2,11 +2,14 @@
 
 It starts the embedded PostgreSQL of its own data folder (default /tmp/scriptlabs-bench) and
 applies the migrations, loads the demo catalogues that are missing (`scriptlabs demo-data`: one
-user with 1,000 labs, one with 1,000,000), starts `scriptlabs serve` on free ports (one API with
-the default settings, and one with GRAPHQL_PLANNER=off for the plain-path reference), signs in,
-reads from the database what the scenarios need (a lab id, the cursor of the row 100,000 deep),
-checks every request once, then runs wrk (bench/graphql.lua) for each scenario: a warm-up, then
-the measured run. Everything it started is stopped on exit. See bench/README.md.
+user with 1,000,000 labs, a thousand with 200, and on request one with 1,000), starts `scriptlabs
+serve` on free ports for each number of workers (the default settings, and GRAPHQL_PLANNER=off
+for the plain-path reference) and the peers asked for (PostGraphile v5, v4) over the same
+database, signs in, reads what the scenarios need (a lab id, the cursor of the row 100,000 deep:
+from the database for Script Labs, from each peer itself for the peer), checks every request once
+and that every system returns the same ids, then runs wrk (bench/graphql.lua) for each scenario,
+system after system: a warm-up, then the measured run. Everything it started is stopped on exit.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -36,16 +39,19 @@ from catalogues import (
 from harness import (
     BENCH_DIR,
     LUA,
+    PEERS_DIR,
     POSTGRAPHILE_PACKAGE,
     ROOT,
+    V5_DIR,
     BenchError,
     Server,
     post,
     raise_open_files,
     start_postgraphile,
+    start_postgraphile5,
     wrk,
 )
-from meter import children_cpu, cluster_cpu, machine_cpu, other_cpu, process_cpu
+from meter import children_cpu, cluster_cpu, machine_cpu, other_cpu, tree_cpu
 from report import Result, report, table
 
 from scriptlabs.db.embedded import EmbeddedPostgres
@@ -75,9 +81,39 @@ CREATE_INPUT = {
     "readingStatus": "READING",
     "notes": "Added by the load benchmark; deleted again when the run ends.",
 }
-POSTGRAPHILE_PAGE = (
-    f"{{ allLabs(first: 20, orderBy: [CREATED_AT_DESC, ID_DESC]) {{ nodes {{ {LAB_FIELDS} }} }} }}"
+# The same four reads from PostGraphile (v5 with the V4 preset and the connection filter, or
+# v4 and its filter plugin): the names of its own schema, checked by introspection at set-up.
+# Orders end in ID like Script Labs' (which always ends in id), so both break ties alike.
+PEER_ORDER = "orderBy: [CREATED_AT_DESC, ID_DESC]"
+PEER_FIRST = f"{{ allLabs(first: 20, {PEER_ORDER}) {{ nodes {{ {LAB_FIELDS} }} }} }}"
+PEER_FILTERED = (
+    '{ allLabs(first: 20, filter: {readingStatus: {equalTo: "read"}, '
+    "rating: {greaterThanOrEqualTo: 4}}, orderBy: [TITLE_ASC, ID_ASC]) "
+    f"{{ nodes {{ {LAB_FIELDS} }} }} }}"
 )
+PEER_DEEP = (
+    "query Deep($after: Cursor!) "
+    f"{{ allLabs(first: 20, after: $after, {PEER_ORDER}) {{ nodes {{ {LAB_FIELDS} }} }} }}"
+)
+PEER_LAB_FIELD = "labByUserIdAndId"  # labs' primary key is (user_id, id)
+PEER_ONE = (
+    "query One($userId: UUID!, $id: UUID!) "
+    f"{{ {PEER_LAB_FIELD}(userId: $userId, id: $id) {{ {LAB_FIELDS} }} }}"
+)
+PEER_CURSOR = (
+    "query Cursor($offset: Int!) "
+    f"{{ allLabs(first: 1, offset: $offset, {PEER_ORDER}) {{ edges {{ cursor node {{ id }} }} }} }}"
+)
+PEER_SCHEMA = """{
+  query: __type(name: "Query") { fields { name args { name } } }
+  order: __type(name: "LabsOrderBy") { enumValues { name } }
+  filter: __type(name: "LabFilter") { inputFields { name } }
+}"""
+PEER_NAMES = {
+    "query fields": {"allLabs", PEER_LAB_FIELD},
+    "LabsOrderBy values": {"CREATED_AT_DESC", "ID_DESC", "TITLE_ASC", "ID_ASC"},
+    "LabFilter fields": {"readingStatus", "rating"},
+}
 SIGN_IN = (
     "mutation SignIn($email: String!, $password: String!) "
     "{ signIn(email: $email, password: $password) { accessToken } }"
@@ -86,24 +122,37 @@ SIGN_IN = (
 SCENARIOS: dict[str, str] = {
     "first": "labs first page, 20 nodes x 5 fields (planned path)",
     "first-plain": "the same first page with GRAPHQL_PLANNER=off (Strawberry path)",
-    "postgraphile": "the same first page from PostGraphile v4 (allLabs), the reference",
+    "postgraphile": "an old name: the first page with --peers v4",
     "filtered": "readingStatus READ and rating >= 4, orderBy TITLE, first 20",
-    "deep": "first 20 after the cursor of row 100,000 (1k catalogue: row 980)",
+    "deep": "first 20 after the cursor of row 100,000 (or the last page of a smaller catalogue)",
     "lab": "lab(id), 5 fields",
     "create": "createLab mutation (labs deleted again after the run)",
     "c1000": "labs first page with 1,000 concurrent clients",
 }
-DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "postgraphile"]  # --postgraphile adds it
-SERVER_OF = {"first-plain": "plain", "postgraphile": "postgraphile"}  # the others: "planned"
+DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "postgraphile"]
+PEERS = {
+    "v5": "PostGraphile v5 (postgraphile5.mjs of the peers folder, V4 preset, connection filter)",
+    "v4": "PostGraphile v4 (bench/postgraphile.js, connection filter plugin)",
+}
+PEER_SCENARIOS = ("first", "filtered", "deep", "lab")  # what the peers run too
+
+
+def systems_of(scenario: str, peers: list[str]) -> list[str]:
+    return ["scriptlabs", *peers] if scenario in PEER_SCENARIOS else ["scriptlabs"]
+
+
+def server_key(scenario: str, system: str, workers: int) -> tuple[str, int]:
+    return ("plain" if scenario == "first-plain" else system, workers)
+
 
 # -- scenarios -----------------------------------------------------------------------------------
 
 
-def body_of(scenario: str, catalogue: Catalogue) -> dict[str, Any]:
+def body_of(scenario: str, catalogue: Catalogue, system: str = "scriptlabs") -> dict[str, Any]:
+    if system != "scriptlabs":
+        return peer_body_of(scenario, catalogue, system)
     if scenario in ("first", "first-plain", "c1000"):
         return {"query": FIRST_PAGE}
-    if scenario == "postgraphile":
-        return {"query": POSTGRAPHILE_PAGE}
     if scenario == "filtered":
         return {"query": FILTERED_PAGE}
     if scenario == "deep":
@@ -115,21 +164,93 @@ def body_of(scenario: str, catalogue: Catalogue) -> dict[str, Any]:
     raise BenchError(f"unknown scenario {scenario}")
 
 
-def check_once(url: str, scenario: str, catalogue: Catalogue) -> str:
-    """Send the scenario's request once; a one-line description of a good answer, or raise."""
-    status, answer = post(url, body_of(scenario, catalogue), catalogue.token)
+def peer_body_of(scenario: str, catalogue: Catalogue, peer: str) -> dict[str, Any]:
+    if scenario == "first":
+        return {"query": PEER_FIRST}
+    if scenario == "filtered":
+        return {"query": PEER_FILTERED}
+    if scenario == "deep":
+        return {"query": PEER_DEEP, "variables": {"after": catalogue.peer_cursors[peer]}}
+    if scenario == "lab":
+        variables = {"userId": str(catalogue.user_id), "id": catalogue.lab_id}
+        return {"query": PEER_ONE, "variables": variables}
+    raise BenchError(f"scenario {scenario} has no {peer} request")
+
+
+def check_once(
+    url: str, scenario: str, catalogue: Catalogue, system: str = "scriptlabs"
+) -> tuple[str, list[str]]:
+    """Send the scenario's request once: a one-line description of a good answer and the ids
+    it holds, or raise."""
+    status, answer = post(url, body_of(scenario, catalogue, system), catalogue.token)
+    what = f"{scenario} on {catalogue.name} ({system})"
     if status != 200 or "errors" in answer:
-        raise BenchError(f"{scenario} on {catalogue.name}: HTTP {status} {answer}")
+        raise BenchError(f"{what}: HTTP {status} {answer}")
     data = answer["data"]
     if "labs" in data or "allLabs" in data:
         nodes = (data.get("labs") or data["allLabs"])["nodes"]
         if len(nodes) != 20:
-            raise BenchError(f"{scenario} on {catalogue.name}: {len(nodes)} nodes, not 20")
-        return f"20 nodes, first {nodes[0]['createdAt']} {nodes[0]['title'][:30]!r}"
-    lab = data.get("lab") or data.get("createLab")
+            raise BenchError(f"{what}: {len(nodes)} nodes, not 20")
+        seen = f"20 nodes, first {nodes[0]['createdAt']} {nodes[0]['title'][:30]!r}"
+        return seen, [n["id"] for n in nodes]
+    lab = data.get("lab") or data.get("createLab") or data.get(PEER_LAB_FIELD)
     if not lab:
-        raise BenchError(f"{scenario} on {catalogue.name}: no lab in {answer}")
-    return f"lab {lab['id']} {lab['title'][:30]!r}"
+        raise BenchError(f"{what}: no lab in {answer}")
+    return f"lab {lab['id']} {lab['title'][:30]!r}", [lab["id"]]
+
+
+def check_peer_schema(server: Server) -> None:
+    """The names the peer requests use are in the peer's schema (one introspection query)."""
+    status, answer = post(server.url, {"query": PEER_SCHEMA})
+    if status != 200 or "errors" in answer:
+        raise BenchError(f"introspection of {server.name}: HTTP {status} {answer}")
+    data = answer["data"]
+    found = {
+        "query fields": {f["name"] for f in (data["query"] or {}).get("fields") or []},
+        "LabsOrderBy values": {v["name"] for v in (data["order"] or {}).get("enumValues") or []},
+        "LabFilter fields": {f["name"] for f in (data["filter"] or {}).get("inputFields") or []},
+    }
+    for what, names in PEER_NAMES.items():
+        if names - found[what]:
+            missing = ", ".join(sorted(names - found[what]))
+            raise BenchError(f"{server.name}: no {missing} among its {what}")
+    one = next(f for f in data["query"]["fields"] if f["name"] == PEER_LAB_FIELD)
+    if {a["name"] for a in one["args"]} != {"userId", "id"}:
+        raise BenchError(f"{server.name}: {PEER_LAB_FIELD} takes {one['args']}")
+
+
+def peer_cursor(server: Server, catalogue: Catalogue, peer: str) -> None:
+    """The peer's own cursor of the row before the deep page, asked once with `offset`."""
+    body = {"query": PEER_CURSOR, "variables": {"offset": catalogue.deep_position - 1}}
+    status, answer = post(server.url, body, catalogue.token)
+    if status != 200 or "errors" in answer:
+        raise BenchError(f"the deep cursor from {server.name}: HTTP {status} {answer}")
+    edge = answer["data"]["allLabs"]["edges"][0]
+    if edge["node"]["id"] != catalogue.deep_id:
+        raise BenchError(
+            f"{server.name}: row {catalogue.deep_position:,} of {catalogue.name} is "
+            f"{edge['node']['id']}, not {catalogue.deep_id} as in the database"
+        )
+    catalogue.peer_cursors[peer] = edge["cursor"]
+
+
+def same_ids(scenario: str, catalogue: Catalogue, ids: dict[str, list[str]]) -> str:
+    """Every system returned the ids Script Labs did (the filtered page: the same set, whatever
+    the order of ties); a one-line description, or raise."""
+    mine = ids["scriptlabs"]
+    notes = []
+    for system, theirs in ids.items():
+        if theirs == mine:
+            continue
+        if scenario == "filtered" and sorted(theirs) == sorted(mine):
+            notes.append(f"{system}: ties in another order")
+            continue
+        raise BenchError(
+            f"{scenario} on {catalogue.name}: {system} returns other ids than Script Labs:\n"
+            f"  scriptlabs {mine}\n  {system} {theirs}"
+        )
+    systems = ", ".join(ids)
+    return f"same {len(mine)} id(s) from {systems}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 @dataclass
@@ -137,6 +258,10 @@ class Plan:
     tables: list[Path]
     scenarios: list[str]
     catalogues: list[str]
+    workers: list[int]
+    peers: list[str]
+    peers_dir: Path
+    v5_dir: Path
     rounds: int
     duration: float
     warmup: float
@@ -151,19 +276,29 @@ class Plan:
     out: Path
 
 
+@dataclass
+class Run:
+    """One measured run: what, on which catalogue, against which system at how many workers."""
+
+    scenario: str
+    catalogue: Catalogue
+    system: str
+    workers: int
+    round_no: int
+
+
 def run_one(
     plan: Plan,
-    scenario: str,
-    catalogue: Catalogue,
-    servers: dict[str, Server],
-    round_no: int,
+    run: Run,
+    servers: dict[tuple[str, int], Server],
     admin_dsn: str,
     pgdata: Path,
 ) -> Result:
-    server = servers[SERVER_OF.get(scenario, "planned")]
+    scenario, catalogue = run.scenario, run.catalogue
+    server = servers[server_key(scenario, run.system, run.workers)]
     clients = plan.c1000_connections if scenario == "c1000" else plan.connections
     check = plan.check_all or scenario in ("c1000", "create")
-    body = body_of(scenario, catalogue)
+    body = body_of(scenario, catalogue, run.system)
     busy = other_cpu()
 
     def load(seconds: float) -> dict[str, Any]:
@@ -185,7 +320,7 @@ def run_one(
                 load(plan.warmup)
             busy_s, total_s = machine_cpu()
             before = (
-                process_cpu({server.pid}),
+                tree_cpu(server.pid),
                 cluster_cpu(pgdata),
                 children_cpu(),
                 busy_s,
@@ -200,7 +335,7 @@ def run_one(
                 server.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 raise BenchError(f"wrk failed against the {server.name} API, which runs") from None
-    after = (process_cpu({server.pid}), cluster_cpu(pgdata), children_cpu(), *machine_cpu())
+    after = (tree_cpu(server.pid), cluster_cpu(pgdata), children_cpu(), *machine_cpu())
     api_s, pg_s, wrk_s, busy_s, total_s = (a - b for a, b in zip(after, before, strict=True))
     per_request = 1e6 / max(raw["requests"], 1)
     if scenario == "create":
@@ -211,7 +346,7 @@ def run_one(
         scenario=scenario,
         catalogue=catalogue.name,
         clients=clients,
-        round=round_no,
+        round=run.round_no,
         rps=raw["requests"] / seconds if seconds else 0.0,
         p50_ms=raw["p50_us"] / 1000,
         p90_ms=raw["p90_us"] / 1000,
@@ -229,6 +364,8 @@ def run_one(
         others_pct=max(0.0, 100 * (busy_s - api_s - pg_s - wrk_s) / total_s) if total_s else 0.0,
         first_error=raw.get("first_error"),
         raw=raw,
+        system=run.system,
+        workers=run.workers,
     )
 
 
@@ -275,6 +412,7 @@ def profile_first_page(plan: Plan, catalogue: Catalogue, server: Server) -> None
                 f"{seconds:g}",
                 "-p",
                 str(server.pid),
+                *(["--subprocesses"] if server.workers > 1 else []),
             ],
             check=False,
             capture_output=True,
@@ -288,6 +426,16 @@ def profile_first_page(plan: Plan, catalogue: Catalogue, server: Server) -> None
 # -- main ----------------------------------------------------------------------------------------
 
 
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of numbers of 1 or more: {text!r}")
+    return values
+
+
 def parse_args(argv: list[str]) -> Plan:
     parser = argparse.ArgumentParser(
         prog="bench/run", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -295,9 +443,38 @@ def parse_args(argv: list[str]) -> Plan:
     parser.add_argument(
         "--scenarios",
         default=",".join(DEFAULT_SCENARIOS),
-        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all)",
+        help=f"comma-separated, from: {', '.join(SCENARIOS)} (default: all but postgraphile)",
     )
-    parser.add_argument("--catalogues", default="1k,1m", help="1k, 1m or both (default)")
+    parser.add_argument(
+        "--catalogues",
+        default="200,1m",
+        help=f"comma-separated, from: {', '.join(CATALOGUES)} (default: 200,1m)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_list,
+        default=[1],
+        help="worker processes of every API, comma-separated: 1,2 measures each system at one "
+        "and at two (default: 1)",
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help=f"systems measured beside Script Labs on {', '.join(PEER_SCENARIOS)}, "
+        f"comma-separated, from: {', '.join(PEERS)} (default: none)",
+    )
+    parser.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=PEERS_DIR,
+        help=f"where postgraphile5.sh and postgraphile5.mjs are (default: {PEERS_DIR})",
+    )
+    parser.add_argument(
+        "--v5-dir",
+        type=Path,
+        default=V5_DIR,
+        help=f"PostGraphile v5's install folder (PG_GRAPHILE_DIR; default: {V5_DIR})",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="passes over all scenarios")
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of warm-up per run")
@@ -319,9 +496,9 @@ def parse_args(argv: list[str]) -> Plan:
     parser.add_argument(
         "--postgraphile",
         action="store_true",
-        help=f"add the postgraphile scenario (npm install {POSTGRAPHILE_PACKAGE} on first use)",
+        help=f"the same as --peers v4 (npm install {POSTGRAPHILE_PACKAGE} on first use)",
     )
-    parser.add_argument("--quick", action="store_true", help="1k catalogue, 3 s runs, 1 round")
+    parser.add_argument("--quick", action="store_true", help="200 catalogue, 3 s runs, 1 round")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -340,18 +517,27 @@ def parse_args(argv: list[str]) -> Plan:
     )
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
-    if args.postgraphile and "postgraphile" not in scenarios:
-        at = scenarios.index("first") + 1 if "first" in scenarios else 0
-        scenarios.insert(at, "postgraphile")
-    catalogues = [c for c in args.catalogues.split(",") if c]
+    peers = [p for p in args.peers.split(",") if p]
     for s in scenarios:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r}")
+    for p in peers:
+        if p not in PEERS:
+            parser.error(f"unknown peer {p!r}")
+    if "postgraphile" in scenarios:  # the old name of v4's first page
+        at = scenarios.index("postgraphile")
+        scenarios[at : at + 1] = [] if "first" in scenarios else ["first"]
+        args.postgraphile = True
+    if args.postgraphile and "v4" not in peers:
+        peers.append("v4")
+    if peers and not set(scenarios) & set(PEER_SCENARIOS):
+        parser.error(f"the peers run only {', '.join(PEER_SCENARIOS)}: none is asked for")
+    catalogues = [c for c in args.catalogues.split(",") if c]
     for c in catalogues:
         if c not in CATALOGUES:
             parser.error(f"unknown catalogue {c!r}")
     if args.quick:
-        catalogues = ["1k"] if args.catalogues == "1k,1m" else catalogues
+        catalogues = ["200"] if args.catalogues == "200,1m" else catalogues
         args.c1000_catalogue = catalogues[0]
         args.rounds, args.duration, args.warmup = 1, 3, 1
     if "c1000" in scenarios and args.c1000_catalogue not in catalogues:
@@ -360,6 +546,10 @@ def parse_args(argv: list[str]) -> Plan:
         tables=args.table or [],
         scenarios=scenarios,
         catalogues=catalogues,
+        workers=list(dict.fromkeys(args.workers)),
+        peers=peers,
+        peers_dir=args.peers_dir.resolve(),
+        v5_dir=args.v5_dir.resolve(),
         rounds=args.rounds,
         duration=args.duration,
         warmup=args.warmup,
@@ -387,6 +577,14 @@ def machine() -> dict[str, str]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    changed = subprocess.run(  # the API measured is not quite that commit
+        ["git", "status", "--porcelain", "--", "scriptlabs", "db"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if commit and changed:
+        commit += "+uncommitted"
     with open("/proc/loadavg", encoding="ascii") as loadavg:
         load = " ".join(loadavg.read().split()[:3])
     return {
@@ -425,10 +623,120 @@ def print_saved(paths: list[Path]) -> None:
             f"{path}: {info['date']}, commit {info['commit']}, bench/run {' '.join(saved['argv'])}"
         )
         known = Result.__dataclass_fields__
-        results += [Result(**{k: v for k, v in r.items() if k in known}) for r in saved["results"]]
+        for r in saved["results"]:
+            if r["scenario"] == "postgraphile":  # saved before --peers: v4's first page
+                r = {**r, "scenario": "first", "system": "v4"}
+            results.append(Result(**{k: v for k, v in r.items() if k in known}))
     order = {name: i for i, name in enumerate(SCENARIOS)}
-    results.sort(key=lambda r: (r.scenario == "c1000", r.catalogue, order[r.scenario], r.round))
+    systems = {name: i for i, name in enumerate(["scriptlabs", *PEERS])}
+    results.sort(
+        key=lambda r: (
+            r.scenario == "c1000",
+            r.workers,
+            r.catalogue,
+            order[r.scenario],
+            systems.get(r.system, 9),
+            r.round,
+        )
+    )
     print(table(results))
+
+
+def start_servers(plan: Plan, env: dict[str, str], folder: Path) -> dict[tuple[str, int], Server]:
+    """Script Labs (and its plain-path twin when first-plain runs) and every peer, at each
+    number of workers, all on free ports at once: the rounds go from one to the other."""
+    servers: dict[tuple[str, int], Server] = {}
+    try:
+        for workers in plan.workers:
+            servers["scriptlabs", workers] = Server(
+                f"scriptlabs w{workers}", env, folder, workers=workers
+            )
+            if "first-plain" in plan.scenarios:
+                plain_env = {**env, "GRAPHQL_PLANNER": "off"}
+                servers["plain", workers] = Server(
+                    f"plain w{workers}", plain_env, folder, workers=workers
+                )
+            if "v5" in plan.peers:
+                servers["v5", workers] = start_postgraphile5(
+                    env, folder, workers, plan.peers_dir, plan.v5_dir
+                )
+            if "v4" in plan.peers:
+                servers["v4", workers] = start_postgraphile(env, folder, workers)
+        for server in servers.values():
+            server.wait_ready(timeout=180)
+            print(f"==> {server.name}: {server.url} (pid {server.pid})", flush=True)
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def sign_in(server: Server, catalogues: list[Catalogue]) -> None:
+    """A fresh access token for every catalogue's user (they last an hour)."""
+    for catalogue in catalogues:
+        variables = {"email": catalogue.email, "password": PASSWORD}
+        status, answer = post(server.url, {"query": SIGN_IN, "variables": variables})
+        if status != 200 or "errors" in answer:
+            raise BenchError(f"signIn {catalogue.email}: HTTP {status} {answer}")
+        catalogue.token = answer["data"]["signIn"]["accessToken"]
+
+
+def check_everything(
+    plan: Plan,
+    catalogues: list[Catalogue],
+    servers: dict[tuple[str, int], Server],
+    admin_dsn: str,
+) -> None:
+    """Once, before the rounds: every peer's schema has the names its requests use, every
+    peer's deep cursor, every request of every server answers well, and every system returns
+    the same ids as Script Labs at the same number of workers."""
+    for peer in plan.peers:
+        check_peer_schema(servers[peer, plan.workers[0]])
+        for catalogue in catalogues:
+            peer_cursor(servers[peer, plan.workers[0]], catalogue, peer)
+    for workers in plan.workers:
+        for catalogue in catalogues:
+            for scenario in plan.scenarios:
+                if scenario == "c1000" and catalogue.name != plan.c1000_catalogue:
+                    continue
+                ids: dict[str, list[str]] = {}
+                for system in systems_of(scenario, plan.peers):
+                    server = servers[server_key(scenario, system, workers)]
+                    seen, ids[system] = check_once(server.url, scenario, catalogue, system)
+                    print(f"    checked {scenario} on {catalogue.name}, {server.name}: {seen}")
+                if len(ids) > 1:
+                    print(
+                        f"    {scenario} on {catalogue.name}, w{workers}: "
+                        + same_ids(scenario, catalogue, ids)
+                    )
+            asyncio.run(delete_bench_labs(admin_dsn, [catalogue.user_id]))
+
+
+def runs_of(plan: Plan, catalogues: list[Catalogue], round_no: int) -> Iterator[Run]:
+    """One round: for each number of workers, catalogue and scenario, every system back to
+    back (in the opposite order every other round), then c1000 at that number of workers."""
+    by_name = {c.name: c for c in catalogues}
+    for workers in plan.workers:
+        for catalogue in catalogues:
+            for scenario in plan.scenarios:
+                if scenario == "c1000":
+                    continue
+                systems = systems_of(scenario, plan.peers)
+                for system in systems if round_no % 2 else reversed(systems):
+                    yield Run(scenario, catalogue, system, workers, round_no)
+        if "c1000" in plan.scenarios:
+            yield Run("c1000", by_name[plan.c1000_catalogue], "scriptlabs", workers, round_no)
+
+
+def peer_versions(plan: Plan, folder: Path) -> dict[str, str]:
+    places = {"v5": plan.v5_dir, "v4": folder / "postgraphile"}
+    versions = {}
+    for peer in plan.peers:
+        package = places[peer] / "node_modules" / "postgraphile" / "package.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            versions[f"postgraphile {peer}"] = json.loads(package.read_text())["version"]
+    return versions
 
 
 def main(argv: list[str]) -> int:
@@ -450,8 +758,8 @@ def main(argv: list[str]) -> int:
     )
     folder = plan.data_dir
     folder.mkdir(parents=True, exist_ok=True)
-    servers: dict[str, Server] = {}
     results: list[Result] = []
+    started = time.monotonic()
     with database(folder) as cluster:
         admin_dsn = cluster.admin_dsn()
         env = {
@@ -460,58 +768,25 @@ def main(argv: list[str]) -> int:
             "DATABASE_URL": cluster.dsn(),
             "DATABASE_ADMIN_URL": admin_dsn,
         }
-        for key in ("GRAPHQL_PLANNER", "DB_POOL_MAX", "DB_POOL_MIN", "JWT_SECRET"):
+        for key in ("GRAPHQL_PLANNER", "DB_POOL_MAX", "DB_POOL_MIN", "JWT_SECRET", "WORKERS"):
             env.pop(key, None)  # default settings, whatever the caller's shell holds
+        catalogues = load_catalogues(plan.catalogues, env, admin_dsn)
+        for catalogue in catalogues:
+            print(f"==> catalogue {catalogue.name}: {catalogue.email} ({catalogue.size:,} labs)")
+        servers = start_servers(plan, env, folder)
+        info.update(peer_versions(plan, folder))
+        first = servers["scriptlabs", plan.workers[0]]
         try:
-            catalogues = load_catalogues(plan.catalogues, env, admin_dsn)
-            servers["planned"] = Server("planned", env, folder)
-            if "first-plain" in plan.scenarios:
-                servers["plain"] = Server("plain", {**env, "GRAPHQL_PLANNER": "off"}, folder)
-            if "postgraphile" in plan.scenarios:
-                servers["postgraphile"] = start_postgraphile(env, folder)
-            for server in servers.values():
-                server.wait_ready()
-                print(f"==> {server.name} API: {server.url} (pid {server.pid})")
-            by_name = {c.name: c for c in catalogues}
             for round_no in range(1, plan.rounds + 1):
-                for catalogue in catalogues:  # a fresh token every round: they last an hour
-                    status, answer = post(
-                        servers["planned"].url,
-                        {
-                            "query": SIGN_IN,
-                            "variables": {"email": catalogue.email, "password": PASSWORD},
-                        },
-                    )
-                    if status != 200 or "errors" in answer:
-                        raise BenchError(f"signIn {catalogue.email}: HTTP {status} {answer}")
-                    catalogue.token = answer["data"]["signIn"]["accessToken"]
+                sign_in(first, catalogues)
                 if round_no == 1:
-                    for catalogue in catalogues:
-                        for scenario in plan.scenarios:
-                            if scenario == "c1000" and catalogue.name != plan.c1000_catalogue:
-                                continue
-                            server = servers[SERVER_OF.get(scenario, "planned")]
-                            seen = check_once(server.url, scenario, catalogue)
-                            print(f"    checked {scenario} on {catalogue.name}: {seen}")
-                        asyncio.run(delete_bench_labs(admin_dsn, [catalogue.user_id]))
+                    check_everything(plan, catalogues, servers, admin_dsn)
                     if plan.profile > 0:
                         for catalogue in catalogues:
-                            profile_first_page(plan, catalogue, servers["planned"])
-                print(f"==> round {round_no} of {plan.rounds}")
-                for catalogue in catalogues:
-                    for scenario in plan.scenarios:
-                        if scenario == "c1000":
-                            continue
-                        result = run_one(
-                            plan, scenario, catalogue, servers, round_no, admin_dsn, cluster.pgdata
-                        )
-                        results.append(result)
-                        report(result)
-                if "c1000" in plan.scenarios:
-                    catalogue = by_name[plan.c1000_catalogue]
-                    result = run_one(
-                        plan, "c1000", catalogue, servers, round_no, admin_dsn, cluster.pgdata
-                    )
+                            profile_first_page(plan, catalogue, first)
+                print(f"==> round {round_no} of {plan.rounds}", flush=True)
+                for run in runs_of(plan, catalogues, round_no):
+                    result = run_one(plan, run, servers, admin_dsn, cluster.pgdata)
                     results.append(result)
                     report(result)
         finally:
@@ -519,10 +794,12 @@ def main(argv: list[str]) -> int:
                 server.stop()
     print()
     print(
-        f"medians of {plan.rounds} round(s); {plan.duration:g} s runs after {plan.warmup:g} s "
-        f"warm-up; wrk -t{plan.threads}; errors s/n/g = socket errors (connect, read, write, "
-        "timeout) / non-2xx (4xx/5xx when not checked) / 2xx bodies with GraphQL errors ('-': not "
-        "checked), summed over the rounds"
+        f"medians of {plan.rounds} round(s) in {(time.monotonic() - started) / 60:.0f} min; "
+        f"{plan.duration:g} s runs after {plan.warmup:g} s warm-up; wrk -t{plan.threads}; "
+        "SL/v5: Script Labs req/s / the peer's, same scenario, catalogue, workers and clients; "
+        "errors s/n/g = socket errors (connect, read, write, timeout) / non-2xx (4xx/5xx when "
+        "not checked) / 2xx bodies with GraphQL errors ('-': not checked), summed over the "
+        "rounds; CPU: the API's whole process tree, PostgreSQL, wrk"
     )
     print(table(results))
     plan.out.parent.mkdir(parents=True, exist_ok=True)
