@@ -16,10 +16,14 @@ from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.tokens import TokenVerifier
 from scriptlabs.config import Settings
 from scriptlabs.db.migrate import pending_migrations
+from scriptlabs.db.operation import Pool
 from scriptlabs.db.pool import create_pool
 from scriptlabs.graphiql import ASSETS_URL_PATH, GRAPHIQL_ASSETS_DIR
 from scriptlabs.graphql.context import Services
-from scriptlabs.graphql.schema import Schema, build_schema
+from scriptlabs.graphql.execution import Runner
+from scriptlabs.graphql.resolvers import auth as auth_resolvers
+from scriptlabs.graphql.resolvers import reset as reset_resolvers
+from scriptlabs.graphql.schema import build_schema
 from scriptlabs.http.graphql import GraphQLEndpoint
 from scriptlabs.ops import health
 
@@ -51,13 +55,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pool = await create_pool(settings)
         services = Services(
             settings=settings,
-            pool=pool,
+            pool=Pool(
+                pool,
+                asyncio.Semaphore(settings.db_pool_max),
+                settings.db_pool_wait_seconds,
+                settings.statement_timeout_ms,
+            ),
             passwords=Passwords(settings.argon2),
             verifier=TokenVerifier(settings.jwt_secret),
-            gate=asyncio.Semaphore(settings.db_pool_max),
         )
         app.state.services = services
-        endpoint.bind(schema, services)
+        runner = Runner(
+            schema,
+            services,
+            schema.validation_rules,
+            {**auth_resolvers.PREPARERS, **reset_resolvers.PREPARERS},
+            plan=settings.graphql_planner,
+        )
+        app.state.runner = runner
+        endpoint.bind(runner, services)
         mail = MailSender(pool, settings)  # the outbox's sender, and the token clean-up
         mail.start()
         try:
@@ -82,8 +98,8 @@ class _LateEndpoint:
     def __init__(self) -> None:
         self._endpoint: GraphQLEndpoint | None = None
 
-    def bind(self, schema: Schema, services: Services) -> None:
-        self._endpoint = GraphQLEndpoint(schema, services)
+    def bind(self, runner: Runner, services: Services) -> None:
+        self._endpoint = GraphQLEndpoint(runner, services)
 
     async def __call__(self, scope: object, receive: object, send: object) -> None:
         if self._endpoint is None:

@@ -108,6 +108,9 @@ class Settings:
     max_aliases: int = 100
     max_fields: int = 500
     max_body_bytes: int = 1024 * 1024
+    max_tokens: int = 15_000  # lexical tokens of a document (contract, Errors)
+    # how long a request waits for its turn at the pool before HTTP 503 (Retry-After)
+    db_pool_wait_seconds: float = 10.0
     # Auth rate limits (scriptlabs.auth.ratelimit); 0 turns a limit off. They are off in
     # settings built in code (tests, whose requests all come from one address; tools), and on
     # in from_env(), which the API runs with: RATE_LIMIT_SIGNIN_EMAIL 10, RATE_LIMIT_SIGNIN_IP
@@ -164,6 +167,8 @@ class Settings:
             max_depth=_int(env, "GRAPHQL_MAX_DEPTH", 10, minimum=1),
             max_aliases=_int(env, "GRAPHQL_MAX_ALIASES", 100, minimum=1),
             max_fields=_int(env, "GRAPHQL_MAX_FIELDS", 500, minimum=1),
+            max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 15_000, minimum=100),
+            db_pool_wait_seconds=_int(env, "DB_POOL_WAIT_SECONDS", 10, minimum=1),
             rate_limit_signin_email=_limit(env, "RATE_LIMIT_SIGNIN_EMAIL", 10),
             rate_limit_signin_ip=_limit(env, "RATE_LIMIT_SIGNIN_IP", 20),
             rate_limit_signin_window=_int(env, "RATE_LIMIT_SIGNIN_WINDOW", 900, minimum=1),

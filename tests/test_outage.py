@@ -18,7 +18,7 @@ async def test_a_lost_database_is_503_with_a_code_never_a_bare_500(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             assert (await c.get("/health/ready")).status_code == 200
-            app.state.services.pool.terminate()  # as if the database went away
+            app.state.services.pool.pool.terminate()  # as if the database went away
             assert (await c.get("/health/ready")).status_code == 503
             assert (await c.get("/health/live")).status_code == 200
             response = await c.post(

@@ -1,20 +1,34 @@
-"""One GraphQL operation: one pooled connection, one transaction, role and claims set first.
+"""One GraphQL operation's database work: one pooled connection, one transaction, one deadline.
 
-The transaction starts lazily, at the first statement a resolver sends, so an operation
-that needs no SQL (an `UNAUTHENTICATED` refusal, `me` without a token) costs no round trip.
+`Operation` is driven by the runner (scriptlabs.graphql.execution), which alone begins and
+ends it; resolvers and domain code only send statements through it. It takes plain values
+(role, claims JSON, the token's user and session) and knows nothing of tokens.
+
+- The transaction starts at the first statement (or when the runner begins it to check the
+  token's session), with role, claims, statement timeout and the live-session check in one
+  set-up statement.
+- One deadline: STATEMENT_TIMEOUT_MS bounds the operation's whole database time, from its
+  first statement on, however many statements it sends (contract, Errors).
+- One connection: `apart()` runs security bookkeeping in a short transaction of its own, and
+  only while the operation holds no connection; nothing ever waits for a second connection
+  while holding one.
+- Fair turns: connections are taken through a first-come-first-served gate, for a bounded
+  time (`PoolBusy` after it: the transport answers 503 with Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from asyncpg.transaction import Transaction
 
-from scriptlabs.auth.tokens import Claims
 from scriptlabs.errors import AppError, Code
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
@@ -24,8 +38,8 @@ select set_config('role', $1, true),
        set_config('statement_timeout', $3, true)
 """
 
-# the same, for a token that names a session: it is refused once the session has ended
-# (sign-out, revocation, password change or reset), at no extra round trip
+# the same, for a token that names a session: refused once the session has ended (sign-out,
+# revocation, password change or reset), at no extra round trip
 SET_REQUEST_IN_SESSION = """
 select scriptlabs_private.session_is_live($4, $5),
        set_config('role', $1, true),
@@ -33,7 +47,14 @@ select scriptlabs_private.session_is_live($4, $5),
        set_config('statement_timeout', $3, true)
 """
 
+# a read of one statement: set-up, session check and the query in one round trip, in the
+# statement's own (implicit) transaction, made read-only first (db/012_read_statement.sql)
+READ_STATEMENT = "select scriptlabs_private.read_statement($1, $2, $3, $4, $5, $6)"
+
 SET_ROLE = "select set_config('role', $1, true)"
+LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
+
+SESSION_ENDED_STATE = "P0401"  # raised by read_statement for a session that has ended
 
 T = TypeVar("T")
 
@@ -42,115 +63,235 @@ class Skipped(Exception):
     """A statement not sent because an earlier one failed: the operation rolls back anyway."""
 
 
+class SessionEnded(Exception):
+    """The token's session has ended (sign-out, revocation, password change): HTTP 401."""
+
+
+class PoolBusy(Exception):
+    """Every connection stayed busy for the whole wait: HTTP 503 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("every database connection is busy")
+        self.retry_after = retry_after
+
+
+def timed_out() -> AppError:
+    return AppError(Code.TIMEOUT, "The operation took too long and was cancelled")
+
+
+@dataclass(slots=True)
+class Pool:
+    """The asyncpg pool behind a first-come-first-served gate sized like it.
+
+    asyncpg's pool lets a newcomer take a released connection before the waiter woken for it,
+    so under a thousand clients some wait again and again (bench/RESULTS.md); the gate, a
+    semaphore, serves waiters in order. `wait` bounds the wait for a turn.
+    """
+
+    pool: asyncpg.Pool
+    gate: asyncio.Semaphore
+    wait: float
+    statement_timeout_ms: int
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        conn = await self.take()
+        try:
+            yield conn
+        finally:
+            await self.give_back(conn)
+
+    async def take(self) -> asyncpg.pool.PoolConnectionProxy:
+        try:
+            await asyncio.wait_for(self.gate.acquire(), self.wait)
+        except TimeoutError:
+            raise PoolBusy(max(1, round(self.wait))) from None
+        try:
+            return await self.pool.acquire()
+        except BaseException:
+            self.gate.release()
+            raise
+
+    async def ping(self) -> None:
+        """One trivial statement, taking a turn like any request."""
+        async with self.connection() as conn:
+            await conn.fetchval("select 1")
+
+    async def give_back(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        try:
+            await self.pool.release(conn)
+        finally:
+            self.gate.release()
+
+
 class Operation:
-    """The connection and transaction of one GraphQL operation."""
+    """The connection, transaction and deadline of one GraphQL operation."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        claims: Claims,
+        pool: Pool,
         *,
+        role: str,
+        claims_json: str,
+        user_id: uuid.UUID | None,
+        session_id: uuid.UUID | None,
         readonly: bool,
-        statement_timeout_ms: int,
-        gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.pool = pool
-        self._gate = gate
-        self.claims = claims
+        self.role = role
+        self.claims_json = claims_json
+        self.user_id = user_id
+        self.session_id = session_id
         self.readonly = readonly
-        self._timeout = str(statement_timeout_ms)
+        self._budget = pool.statement_timeout_ms / 1000 if pool.statement_timeout_ms else None
+        self._deadline: float | None = None
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self._tx: Transaction | None = None
         # root query fields resolve concurrently; one connection takes one statement at a time
         self._lock = asyncio.Lock()
         self.failed = False
+        self.ended = False
+        self._later: list[Callable[[asyncpg.Connection], Awaitable[object]]] = []
 
     @property
     def started(self) -> bool:
         return self._conn is not None
 
-    async def begin(self) -> bool:
-        """Take a connection, begin, set role, claims and timeout in one statement.
+    # -- the runner's side: begin, end, a read in one statement
 
-        False when the token names a session that has ended: the caller answers 401.
-        """
+    async def begin(self) -> None:
+        """Take a connection and begin; SessionEnded when the token's session has ended."""
         if self._conn is not None:
-            return True
-        conn = await self._acquire()
-        claims = self.claims
+            return
+        if self.ended:
+            raise RuntimeError("the operation has ended")
+        conn = await self.pool.take()
+        self._start_clock()
         try:
             tx = conn.transaction(readonly=self.readonly)
             await tx.start()
-            if claims.session_id is not None and claims.sub is not None:
-                row = await conn.fetchrow(
+            timeout = str(self.pool.statement_timeout_ms)
+            if self.session_id is not None:
+                live = await conn.fetchval(
                     SET_REQUEST_IN_SESSION,
-                    claims.role,
-                    claims.json,
-                    self._timeout,
-                    claims.sub,
-                    claims.session_id,
+                    self.role,
+                    self.claims_json,
+                    timeout,
+                    self.user_id,
+                    self.session_id,
+                    timeout=self._remaining(),
                 )
-                live = bool(row and row[0])
             else:
-                await conn.execute(SET_REQUEST, claims.role, claims.json, self._timeout)
+                await conn.execute(
+                    SET_REQUEST, self.role, self.claims_json, timeout, timeout=self._remaining()
+                )
                 live = True
         except BaseException:
-            await self._release(conn)
+            await self.pool.give_back(conn)  # an open transaction is rolled back on release
             raise
         self._conn, self._tx = conn, tx
-        return live
+        if self.session_id is not None and not live:
+            self.failed = True
+            raise SessionEnded
 
-    async def _acquire(self) -> asyncpg.pool.PoolConnectionProxy:
-        # asyncpg's pool lets a newcomer take a released connection before the waiter woken
-        # for it, so under a thousand clients some wait again and again (bench/RESULTS.md);
-        # the gate, a semaphore sized like the pool, serves waiters first come, first served
-        if self._gate is not None:
-            await self._gate.acquire()
-        try:
-            return await self.pool.acquire()
-        except BaseException:
-            if self._gate is not None:
-                self._gate.release()
-            raise
+    async def read_statement(self, query: str, args: str) -> str | None:
+        """Run one read-only statement (its one parameter: `args`, a JSON array) as the whole
+        operation: set-up, session check and query in one round trip. Its text result."""
+        if self._conn is not None or self.ended:
+            raise RuntimeError("read_statement runs alone, as the whole operation")
+        self.ended = True
+        async with self.pool.connection() as conn:
+            self._start_clock()
+            try:
+                result: str | None = await conn.fetchval(
+                    READ_STATEMENT,
+                    self.role,
+                    self.claims_json,
+                    self.user_id,
+                    self.session_id,
+                    query,
+                    args,
+                    timeout=self._remaining(),
+                )
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == SESSION_ENDED_STATE:
+                    raise SessionEnded from None
+                raise
+            except TimeoutError:
+                raise timed_out() from None
+        await self._run_later()
+        return result
 
-    async def _release(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
-        try:
-            await self.pool.release(conn)
-        finally:
-            if self._gate is not None:
-                self._gate.release()
+    async def end(self, *, commit: bool) -> None:
+        """Commit (only when asked and nothing failed) or roll back, give the connection back,
+        then run the bookkeeping deferred with `later()`, each in a transaction of its own."""
+        conn, tx = self._conn, self._tx
+        self._conn = self._tx = None
+        self.ended = True
+        if conn is not None and tx is not None:
+            try:
+                if commit and not self.failed:
+                    await tx.commit()
+                else:
+                    await tx.rollback()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                if commit and not self.failed:
+                    raise  # a commit lost: the caller reports an internal error
+            finally:
+                await self.pool.give_back(conn)
+        await self._run_later()
+
+    # -- the deadline
+
+    def _start_clock(self) -> None:
+        if self._deadline is None and self._budget is not None:
+            self._deadline = time.monotonic() + self._budget
+
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise timed_out()
+        return left
+
+    # -- statements
 
     async def connection(self) -> asyncpg.Connection:
         """The operation's connection, inside its transaction, role and claims set."""
-        if self._conn is None and not await self.begin():
-            self.failed = True
-            raise AppError(Code.UNAUTHENTICATED, "This session has ended")
+        if self._conn is None:
+            await self.begin()
+        assert self._conn is not None
         return self._conn  # type: ignore[return-value]
 
-    async def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _run(self, call: Callable[[asyncpg.Connection, float | None], Awaitable[T]]) -> T:
         async with self._lock:
             if self.failed:
                 raise Skipped
             try:
-                return await call(await self.connection())
+                conn = await self.connection()
+                return await call(conn, self._remaining())
+            except TimeoutError:
+                self.failed = True
+                raise timed_out() from None
             except BaseException:
                 self.failed = True
                 raise
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._run(lambda conn: conn.fetch(query, *args))
+        return await self._run(lambda conn, t: conn.fetch(query, *args, timeout=t))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._run(lambda conn: conn.fetchrow(query, *args))
+        return await self._run(lambda conn, t: conn.fetchrow(query, *args, timeout=t))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._run(lambda conn: conn.fetchval(query, *args))
+        return await self._run(lambda conn, t: conn.fetchval(query, *args, timeout=t))
 
     async def execute(self, query: str, *args: Any) -> str:
-        return await self._run(lambda conn: conn.execute(query, *args))
+        return await self._run(lambda conn, t: conn.execute(query, *args, timeout=t))
 
     @asynccontextmanager
-    async def as_role(self, role: str) -> AsyncIterator[asyncpg.Connection]:
+    async def as_role(self, role: str) -> AsyncIterator[RoleConnection]:
         """Run a block under another role (auth flows use `service_role`), then switch back.
 
         The block holds the connection alone; any error in it fails the operation.
@@ -160,35 +301,57 @@ class Operation:
                 raise Skipped
             try:
                 conn = await self.connection()
-                await conn.execute(SET_ROLE, role)
-                yield conn
-                await conn.execute(SET_ROLE, self.claims.role)
+                await conn.execute(SET_ROLE, role, timeout=self._remaining())
+                yield RoleConnection(conn, self)
+                await conn.execute(SET_ROLE, self.role, timeout=self._remaining())
+            except TimeoutError:
+                self.failed = True
+                raise timed_out() from None
             except BaseException:
                 self.failed = True  # the transaction rolls back, role and all
                 raise
 
-    async def finish(self, *, commit: bool) -> None:
-        """Commit or roll back, and give the connection back to the pool."""
-        conn, tx = self._conn, self._tx
-        self._conn = self._tx = None
-        failed, self.failed = self.failed, False  # a later begin() starts afresh
-        if conn is None or tx is None:
-            return
-        try:
-            if commit and not failed:
-                await tx.commit()
-            else:
-                await tx.rollback()
-        finally:
-            await self._release(conn)
+    # -- bookkeeping that must outlive the operation
+
+    async def apart(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `call` in a short transaction of its own, as the login role, committed whatever
+        the operation does: for a failed sign-in counted, read before any password is hashed.
+
+        Only before the operation has taken its connection: it never holds two.
+        """
+        if self._conn is not None:
+            raise RuntimeError("apart() while the operation holds its connection")
+        async with self.pool.connection() as conn, conn.transaction():
+            return await call(cast(asyncpg.Connection, conn))
+
+    def later(self, call: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+        """Run `call` after the operation's connection is given back, in a transaction of its
+        own, as the login role: for a replayed refresh token's session, revoked even though
+        the operation fails."""
+        self._later.append(call)
+
+    async def _run_later(self) -> None:
+        calls, self._later = self._later, []
+        for call in calls:
+            async with self.pool.connection() as conn, conn.transaction():
+                await call(cast(asyncpg.Connection, conn))
 
 
-async def run_apart(pool: asyncpg.Pool, role: str, query: str, *args: Any) -> None:
-    """Run one statement in a short transaction of its own, under `role`.
+class RoleConnection:
+    """The operation's connection under another role: statements keep the deadline."""
 
-    For security bookkeeping that must outlive the refusal of the operation that found it
-    (a replayed refresh token's session revoked): that operation rolls back, this stays.
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(SET_ROLE, role)
-        await conn.execute(query, *args)
+    def __init__(self, conn: asyncpg.Connection, op: Operation) -> None:
+        self._conn = conn
+        self._op = op
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._conn.fetch(query, *args, timeout=self._op._remaining())
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._conn.fetchrow(query, *args, timeout=self._op._remaining())
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._conn.fetchval(query, *args, timeout=self._op._remaining())
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._conn.execute(query, *args, timeout=self._op._remaining())

@@ -25,7 +25,12 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_max,
         statement_cache_size=settings.db_statement_cache_size,
         reset=_keep_session,
-        server_settings={"application_name": "scriptlabs"},
+        # the bound of a read made in one statement (db.operation.Operation.read_statement);
+        # a transaction sets its own, transaction-local
+        server_settings={
+            "application_name": "scriptlabs",
+            "statement_timeout": str(settings.statement_timeout_ms),
+        },
     )
     assert pool is not None
     return pool

@@ -1,17 +1,18 @@
-"""What every resolver receives: the services, the caller, and the operation's transaction."""
+"""What every resolver receives: the services, the caller, and the operation's database work."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-import asyncpg
+from strawberry.types import Info
 
 from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.tokens import Claims, TokenVerifier
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation
+from scriptlabs.db.operation import Operation, Pool
 from scriptlabs.errors import AppError, Code
 
 
@@ -20,19 +21,19 @@ class Services:
     """Made once at start-up."""
 
     settings: Settings
-    pool: asyncpg.Pool
+    pool: Pool
     passwords: Passwords
     verifier: TokenVerifier
-    gate: asyncio.Semaphore  # fair turns at the pool: see Operation._acquire
 
     def operation(self, claims: Claims, *, readonly: bool) -> Operation:
-        """A new operation (its transaction begins at its first statement)."""
+        """A new operation for `claims` (its transaction begins at its first statement)."""
         return Operation(
             self.pool,
-            claims,
+            role=claims.role,
+            claims_json=claims.json,
+            user_id=claims.sub,
+            session_id=claims.session_id,
             readonly=readonly,
-            statement_timeout_ms=self.settings.statement_timeout_ms,
-            gate=self.gate,
         )
 
 
@@ -41,8 +42,10 @@ class Context:
     services: Services
     claims: Claims
     client: Client
-    op: Operation | None = None  # set by OperationTransaction when execution starts
-    executed: bool = False
+    op: Operation
+    # what the preparers of mutation fields did before the transaction began, by response
+    # key: a value for the resolver, or the error it must raise (execution.Runner)
+    prepared: dict[str, Any] = field(default_factory=dict)
     extensions: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -50,12 +53,39 @@ class Context:
         return self.services.settings
 
     def operation(self) -> Operation:
-        if self.op is None:
-            raise RuntimeError("no operation: OperationTransaction is not installed")
         return self.op
 
     def user_operation(self) -> Operation:
         """The operation, for fields that need a signed-in caller (else UNAUTHENTICATED)."""
         if self.claims.role == "anon":
             raise AppError(Code.UNAUTHENTICATED, "Authentication required")
-        return self.operation()
+        return self.op
+
+    def prepared_for(self, info: Info[Context, None]) -> Any:
+        """What this field's preparer made; raises the error it met instead, if any."""
+        key = info.path.key
+        assert isinstance(key, str)
+        if key not in self.prepared:
+            raise RuntimeError(f"no preparation for {key!r}")
+        value = self.prepared[key]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Preparation:
+    """What a preparer may use: the caller and the operation, before its transaction began
+    (so `op.apart()` is allowed and no connection is held while passwords are hashed)."""
+
+    services: Services
+    claims: Claims
+    client: Client
+    op: Operation
+
+
+# a mutation field's work that must happen before the operation takes its connection
+# (password hashing, bookkeeping that outlives a refusal): called with the field's
+# arguments (GraphQL names, coerced); what it returns reaches the resolver through
+# Context.prepared_for(info)
+Preparer = Callable[[Preparation, dict[str, Any]], Awaitable[Any]]

@@ -1,108 +1,85 @@
-"""Planned execution: read-only operations made only of plannable fields skip graphql-core.
+"""The planned path: plannable root fields compiled to SQL that returns their JSON.
 
-graphql-core resolves and completes every field of every node in Python; for a page of
-20 labs that is most of a request's time (bench/RESULTS.md). An operation whose fields are
-all known here (`labs`, `lab`, their connection, edge, page-info and Lab fields, and
-`__typename`) is planned once per document: parsed, validated with the same rules as the
-Strawberry path, and reduced to the tree of response keys. Each request then coerces its
-variables with graphql-core, runs the same domain calls as the resolvers, and builds the
-response dict straight from the rows.
+graphql-core resolves and completes every field of every node in Python; for a page of 20
+labs that is most of a request's time (bench/RESULTS.md). For the root fields this module
+knows (`labs`, `lab`), the selection is compiled, as Hasura and pg_graphql do, into one SQL
+expression that builds the field's JSON in PostgreSQL, compactly and with the keys in the
+selection's order, so the text passes into the response untouched and the answer is byte for
+byte what Strawberry would give.
 
-Anything else, or anything that goes wrong (a refused argument, a missing token, a bad
-variable), falls back to the Strawberry path, which runs the operation again and reports
-the error the usual way: a planned answer is never an error answer, so errors look the
-same whichever path a document takes. Only queries are planned, so running again is safe.
+It is a shaper over the same loaders the resolvers use: `labs` checks its arguments and reads
+its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`.
+What it adds is only the shape: which keys, in which order, and each leaf's JSON, derived from
+the GraphQL schema (a field's scalar or enum type says how it is written; Lab's columns come
+from `scriptlabs.labs.columns`).
+
+Planning is per root field: a document that mixes plannable and other root fields plans what
+it can, and the runner sends the rest through Strawberry. A root field that cannot be planned
+(a name too long for a SQL alias, a type the shaper does not know) is logged at WARNING with
+its reason and runs through Strawberry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
+    GraphQLIncludeDirective,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLSkipDirective,
     InlineFragmentNode,
-    OperationDefinitionNode,
-    OperationType,
     SelectionSetNode,
-    ValidationRule,
-    parse,
-    specified_rules,
-    validate,
+    get_named_type,
 )
-from graphql.execution.values import (
-    VariableValues,
-    get_argument_values,
-    get_variable_values,
-)
+from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
 from strawberry.types.arguments import convert_arguments
 
-from scriptlabs.db.operation import Operation
-from scriptlabs.graphql.context import Context
-from scriptlabs.graphql.resolvers.labs import load_lab_page
-from scriptlabs.graphql.scalars import serialize_datetime
+from scriptlabs.db.sql import JsonParams
+from scriptlabs.errors import AppError, Code
+from scriptlabs.graphql.resolvers.labs import lab_page_query
 from scriptlabs.labs import store
-from scriptlabs.labs.columns import FIELD_COLUMNS, ReadingStatus
+from scriptlabs.labs.columns import FIELD_COLUMNS
 
 log = logging.getLogger("scriptlabs.planner")
 
-# parent type → {field: child type (None for a leaf)}
-PLANNABLE: dict[str, dict[str, str | None]] = {
-    "Query": {"labs": "LabConnection", "lab": "Lab"},
-    "LabConnection": {
-        "edges": "LabEdge",
-        "nodes": "Lab",
-        "pageInfo": "PageInfo",
-        "totalCount": None,
-    },
-    "LabEdge": {"cursor": None, "node": "Lab"},
-    "PageInfo": {
-        "hasNextPage": None,
-        "hasPreviousPage": None,
-        "startCursor": None,
-        "endCursor": None,
-    },
-    "Lab": dict.fromkeys(FIELD_COLUMNS),
+_KEY = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,62}$")  # a SQL alias keeps 63 bytes
+_STORED = re.compile(r"^[a-z_]+$")
+
+# how a leaf of each scalar type is written as JSON by PostgreSQL (the column's own JSON
+# otherwise: text as a string, integers as numbers, uuid as its text)
+_SCALAR_SQL: dict[str, Callable[[str], str]] = {
+    # DateTime: ISO 8601, UTC, six fractional digits, as scalars.serialize_datetime writes it
+    "DateTime": lambda c: (
+        f"to_char({c} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+    ),
+    "UUID": lambda c: c,
+    "String": lambda c: c,
+    "Int": lambda c: c,
+    "Boolean": lambda c: c,
 }
 
-_STATUS_NAMES = {s.value: s.name for s in ReadingStatus}
 
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _text(value: Any) -> Any:
-    return str(value)
-
-
-def _time(value: Any) -> Any:
-    return serialize_datetime(value)
-
-
-def _status(value: Any) -> Any:
-    return _STATUS_NAMES[value]
-
-
-LAB_SERIALIZERS: dict[str, Callable[[Any], Any]] = {
-    "id": _text,
-    "readingStatus": _status,
-    "createdAt": _time,
-    "updatedAt": _time,
-}
+class NotPlannable(Exception):
+    """A root field the planner leaves to Strawberry; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """One field of the response: its key (alias or name), name, and what is below it."""
+    """One field of the response: its key (alias or name), its field name, its children."""
 
     key: str
     name: str
@@ -117,231 +94,280 @@ class Out:
 
 
 @dataclass(frozen=True, slots=True)
-class Root:
-    out: Out
-    node: FieldNode
-    field: GraphQLField
+class RootSql:
+    """A planned root field: the SQL expression of its JSON text, and its arguments."""
 
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    operation: OperationDefinitionNode
-    roots: tuple[Root, ...]
-
-
-class _NotPlannable(Exception):
-    pass
+    key: str
+    sql: str
 
 
 class Planner:
-    """Plans documents (cached by text and operation name) and runs the plans."""
+    """Shapes the plannable root fields of the schema."""
 
-    def __init__(
-        self, schema: Any, rules: list[type[ValidationRule]], *, maxsize: int = 1024
-    ) -> None:
+    def __init__(self, schema: GraphQLSchema, strawberry_schema: Any) -> None:
         self.schema = schema
-        self.graphql_schema = schema._schema
-        self.rules = [*specified_rules, *rules]
-        self._cache: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
-        self._maxsize = maxsize
-        query_type = self.graphql_schema.query_type
+        self.strawberry_schema = strawberry_schema
+        query_type = schema.query_type
         assert query_type is not None
-        self._root_fields = query_type.fields
+        self.query_type = query_type
+        self._roots: dict[str, Callable[..., str]] = {"labs": self._labs, "lab": self._lab}
         self._arguments = {
-            name: schema.get_field_for_type(name, "Query").arguments for name in PLANNABLE["Query"]
+            name: strawberry_schema.get_field_for_type(name, "Query").arguments
+            for name in self._roots
         }
+        self._lab_sql = _type_leaves(schema, "Lab", FIELD_COLUMNS)
 
-    # -- planning
+    def plannable(self, name: str) -> bool:
+        return name in self._roots
 
-    def plan(self, query: str, operation_name: str | None) -> Plan | None:
-        key = (query, operation_name)
-        try:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        except KeyError:
-            pass
-        plan = self._make_plan(query, operation_name)
-        self._cache[key] = plan
-        if len(self._cache) > self._maxsize:
-            self._cache.popitem(last=False)
-        return plan
+    # -- shaping
 
-    def _make_plan(self, query: str, operation_name: str | None) -> Plan | None:
-        try:
-            document = parse(query)
-        except GraphQLError:
-            return None
-        if validate(self.graphql_schema, document, self.rules):
-            return None
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if operation_name is not None:
-            operations = [o for o in operations if o.name and o.name.value == operation_name]
-        if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
-            return None
-        operation = operations[0]
-        if operation.directives:
-            return None
-        fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        try:
-            nodes = _field_nodes(operation.selection_set, "Query", fragments)
-            roots = tuple(
-                Root(
-                    out=Out(_key(node), node.name.value, _outs(node, "Query", fragments)),
-                    node=node,
-                    field=self._root_fields[node.name.value],
-                )
-                for node in nodes
-            )
-        except _NotPlannable:
-            return None
-        return Plan(operation, roots) if roots else None
+    def shape(
+        self,
+        nodes: list[FieldNode],
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> Out:
+        """The response tree of one root field (its field nodes merged), directives applied."""
+        first = nodes[0]
+        key = first.alias.value if first.alias else first.name.value
+        if not _KEY.match(key):
+            raise NotPlannable(f"the response key {key!r} is not a SQL alias")
+        field = self.query_type.fields[first.name.value]
+        return Out(key, first.name.value, self._children(nodes, field, fragments, variables))
 
-    # -- running
+    def _children(
+        self,
+        nodes: list[FieldNode],
+        field: GraphQLField,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> tuple[Out, ...]:
+        parent = get_named_type(field.type)
+        if not isinstance(parent, GraphQLObjectType):
+            return ()
+        grouped: dict[str, list[FieldNode]] = {}
+        for node in nodes:
+            for child in collect(node.selection_set, parent.name, fragments, variables):
+                key = child.alias.value if child.alias else child.name.value
+                grouped.setdefault(key, []).append(child)
+        outs = []
+        for key, children in grouped.items():
+            if not _KEY.match(key):
+                raise NotPlannable(f"the response key {key!r} is not a SQL alias")
+            name = children[0].name.value
+            if name == "__typename":
+                outs.append(Out(key, name))
+                continue
+            child_field = parent.fields[name]
+            outs.append(Out(key, name, self._children(children, child_field, fragments, variables)))
+        return tuple(outs)
 
-    async def run(self, plan: Plan, variables: dict[str, Any] | None, ctx: Context) -> bytes | None:
-        """The response body, or None: then the Strawberry path answers."""
-        if ctx.claims.role == "anon":
-            return None  # labs and lab need a signed-in caller: the usual error path says so
-        coerced = get_variable_values(
-            self.graphql_schema, plan.operation.variable_definitions or (), variables or {}
-        )
-        if isinstance(coerced, list):
-            return None
-        services = ctx.services
-        op = ctx.op or services.operation(ctx.claims, readonly=True)
-        data: dict[str, Any] = {}
-        ok = False
-        try:
-            for root in plan.roots:
-                data[root.out.key] = await self._root(root, coerced, op)
-            ok = True
-        except Exception:  # any failure: the Strawberry path answers instead
-            log.debug("planned path fell back", exc_info=True)
-            return None
-        finally:
-            await op.finish(commit=ok)
-        return orjson.dumps({"data": data})
+    # -- compiling
 
-    def _kwargs(self, root: Root, variables: VariableValues) -> dict[str, Any]:
-        raw = get_argument_values(root.field, root.node, variables)
-        return convert_arguments(
+    def compile(
+        self, out: Out, node: FieldNode, variables: VariableValues, params: JsonParams
+    ) -> str:
+        """The SQL expression (json) of one root field. AppError for a refused argument."""
+        field = self.query_type.fields[out.name]
+        raw = get_argument_values(field, node, variables)
+        kwargs = convert_arguments(
             raw,
-            self._arguments[root.out.name],
-            self.schema.schema_converter.scalar_registry,
-            self.schema.config,
+            self._arguments[out.name],
+            self.strawberry_schema.schema_converter.scalar_registry,
+            self.strawberry_schema.config,
+        )
+        return self._roots[out.name](out, kwargs, params)
+
+    def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
+        columns = store.columns_for(out.names())
+        rows = store.get_sql(columns, params.add(kwargs["id"]))
+        return f"(select {self._object(out.children, 'r', 'Lab')} from ({rows}) r)"
+
+    def _labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
+        top = out.names()
+        fields = out.names("edges", "node") | out.names("nodes")
+        query = lab_page_query(
+            filter=kwargs.get("filter"),
+            order_by=kwargs.get("order_by"),
+            first=kwargs.get("first"),
+            after=kwargs.get("after"),
+            last=kwargs.get("last"),
+            before=kwargs.get("before"),
+        )
+        where = query.where_sql(params)
+        rows_wanted = bool(top & {"edges", "nodes", "pageInfo"})
+        ctes = []
+        if rows_wanted:
+            columns = store.columns_for(fields, query.keys)
+            rows = query.rows_sql(columns, params, where=where)
+            order = ", ".join(k.sql_in("p") for k in query.scan)
+            numbered = f"select p.*, row_number() over (order by {order}) as n_ from ({rows}) p"
+            ctes.append(f"fetched as ({numbered})")
+        limit = query.page.limit
+        # output order: the scan's, reversed when paging backward
+        direction = "desc" if query.page.backward else "asc"
+        more = f"((select count(*) from fetched) > {int(limit)})"
+        parts: list[str] = []
+        for child in out.children:
+            if child.name == "totalCount":
+                expr = f"(select count(*) from public.labs where {where})"
+            elif child.name == "nodes":
+                node = self._object(child.children, "f", "Lab")
+                expr = self._list(node, direction, limit)
+            elif child.name == "edges":
+                edge = self._edge(child.children, query)
+                expr = self._list(edge, direction, limit)
+            elif child.name == "pageInfo":
+                expr = self._page_info(child.children, query, more, direction, limit, params)
+            else:  # __typename
+                expr = "'LabConnection'"
+            parts.append(f"{expr} as {_alias(child.key)}")
+        body = f"select row_to_json(c_) from (select {', '.join(parts)}) c_"
+        return f"(with {', '.join(ctes)} {body})" if ctes else f"({body})"
+
+    @staticmethod
+    def _list(element: str, direction: str, limit: int) -> str:
+        return (
+            f"(select coalesce('[' || string_agg(({element})::text, ',' order by f.n_ {direction})"
+            f" || ']', '[]')::json from fetched f where f.n_ <= {int(limit)})"
         )
 
-    async def _root(self, root: Root, variables: VariableValues, op: Operation) -> Any:
-        kwargs = self._kwargs(root, variables)
-        out = root.out
-        if out.name == "lab":
-            row = await store.get_lab(op, kwargs["id"], store.columns_for(out.names()))
-            return _lab(out.children, row) if row is not None else None
-        args = {k: kwargs.get(k) for k in ("filter", "order_by", "first", "after", "last")}
-        args["before"] = kwargs.get("before")
-        fields = out.names("edges", "node") | out.names("nodes")
-        page = await load_lab_page(op, **args, top=out.names(), fields=fields)
-        result: dict[str, Any] = {}
-        for child in out.children:
-            if child.name == "edges":
-                result[child.key] = [
-                    _edge(child.children, cursor, row)
-                    for cursor, row in zip(page.cursors, page.rows, strict=True)
-                ]
-            elif child.name == "nodes":
-                result[child.key] = [_lab(child.children, row) for row in page.rows]
-            elif child.name == "pageInfo":
-                result[child.key] = _page_info(child.children, page.cursors, page)
-            elif child.name == "totalCount":
-                result[child.key] = await store.count_labs(op, page.where)
+    def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
+        parts = []
+        for out in outs:
+            if out.name == "cursor":
+                expr = query.cursor_sql("f")
+            elif out.name == "node":
+                expr = self._object(out.children, "f", "Lab")
             else:
-                result[child.key] = "LabConnection"
-        return result
+                expr = "'LabEdge'"
+            parts.append(f"{expr} as {_alias(out.key)}")
+        return f"(select row_to_json(e_) from (select {', '.join(parts)}) e_)"
+
+    def _page_info(
+        self,
+        outs: tuple[Out, ...],
+        query: store.PageQuery,
+        more: str,
+        direction: str,
+        limit: int,
+        params: JsonParams,
+    ) -> str:
+        backward = query.page.backward
+        has_next = ("true" if query.page.before is not None else "false") if backward else more
+        has_previous = more if backward else ("true" if query.page.after is not None else "false")
+        if limit == 0:  # an empty page, as store.list_labs answers it
+            has_next = has_previous = "false"
+        first_row = "min" if direction == "asc" else "max"
+        last_row = "max" if direction == "asc" else "min"
+        parts = []
+        for out in outs:
+            if out.name == "hasNextPage":
+                expr = has_next
+            elif out.name == "hasPreviousPage":
+                expr = has_previous
+            elif out.name in ("startCursor", "endCursor"):
+                pick = first_row if out.name == "startCursor" else last_row
+                expr = (
+                    f"(select {query.cursor_sql('f')} from fetched f where f.n_ = "
+                    f"(select {pick}(n_) from fetched where n_ <= {int(limit)}))"
+                )
+            else:
+                expr = "'PageInfo'"
+            parts.append(f"{expr} as {_alias(out.key)}")
+        return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
+
+    def _object(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
+        parts = []
+        for out in outs:
+            if out.name == "__typename":
+                expr = f"'{type_name}'"
+            else:
+                expr = self._lab_sql[out.name](f"{row}.{FIELD_COLUMNS[out.name]}")
+            parts.append(f"{expr} as {_alias(out.key)}")
+        return f"(select row_to_json(o_) from (select {', '.join(parts)}) o_)"
 
 
-def _lab(outs: tuple[Out, ...], row: Any) -> dict[str, Any]:
-    lab: dict[str, Any] = {}
-    for out in outs:
-        if out.name == "__typename":
-            lab[out.key] = "Lab"
-            continue
-        value = row[FIELD_COLUMNS[out.name]]
-        if value is not None:
-            value = LAB_SERIALIZERS.get(out.name, _identity)(value)
-        lab[out.key] = value
-    return lab
+def _alias(key: str) -> str:
+    return f'"{key}"'  # _KEY guarantees a plain name that needs no escaping
 
 
-def _edge(outs: tuple[Out, ...], cursor: str, row: Any) -> dict[str, Any]:
-    edge: dict[str, Any] = {}
-    for out in outs:
-        if out.name == "cursor":
-            edge[out.key] = cursor
-        elif out.name == "node":
-            edge[out.key] = _lab(out.children, row)
+def _type_leaves(
+    schema: GraphQLSchema, type_name: str, columns: dict[str, str]
+) -> dict[str, Callable[[str], str]]:
+    """For each field of `type_name`, how its column is written as JSON: by the field's
+    scalar type, or for an enum by its values (stored value → GraphQL name)."""
+    graphql_type = schema.get_type(type_name)
+    assert isinstance(graphql_type, GraphQLObjectType)
+    leaves: dict[str, Callable[[str], str]] = {}
+    for name in columns:
+        field_type = graphql_type.fields[name].type
+        named = get_named_type(field_type)
+        if isinstance(field_type, GraphQLNonNull) and isinstance(field_type.of_type, GraphQLList):
+            raise NotPlannable(f"{type_name}.{name}: lists are not planned")
+        if isinstance(named, GraphQLEnumType):
+            leaves[name] = _enum_sql(named)
+        elif isinstance(named, GraphQLScalarType) and named.name in _SCALAR_SQL:
+            leaves[name] = _SCALAR_SQL[named.name]
         else:
-            edge[out.key] = "LabEdge"
-    return edge
+            raise NotPlannable(f"{type_name}.{name}: no SQL for {named}")
+    return leaves
 
 
-def _page_info(outs: tuple[Out, ...], cursors: list[str], page: Any) -> dict[str, Any]:
-    values = {
-        "hasNextPage": page.has_next,
-        "hasPreviousPage": page.has_previous,
-        "startCursor": cursors[0] if cursors else None,
-        "endCursor": cursors[-1] if cursors else None,
-        "__typename": "PageInfo",
-    }
-    return {out.key: values[out.name] for out in outs}
+def _enum_sql(enum_type: GraphQLEnumType) -> Callable[[str], str]:
+    cases = []
+    for name, value in enum_type.values.items():
+        stored = getattr(value.value, "value", value.value)
+        if not isinstance(stored, str) or not _STORED.match(stored):
+            raise NotPlannable(f"{enum_type.name}: stored value {stored!r}")
+        cases.append(f"when '{stored}' then '{name}'")
+    body = " ".join(cases)
+    return lambda c: f"(case {c} {body} end)"
 
 
-def _key(node: FieldNode) -> str:
-    return node.alias.value if node.alias else node.name.value
-
-
-def _field_nodes(
+def collect(
     selection_set: SelectionSetNode | None,
-    parent: str,
+    type_name: str,
     fragments: dict[str, FragmentDefinitionNode],
+    variables: VariableValues,
 ) -> list[FieldNode]:
-    """The fields of a selection set with fragments inlined; refuses directives and
-    repeated response keys (field merging is left to graphql-core)."""
+    """The fields of a selection set on `type_name`, fragments inlined, @skip/@include
+    applied (validation has checked that every fragment applies to this type)."""
     out: list[FieldNode] = []
     for selection in selection_set.selections if selection_set else ():
-        if selection.directives:
-            raise _NotPlannable
+        if not _included(selection, variables):
+            continue
         if isinstance(selection, FieldNode):
-            name = selection.name.value
-            if name != "__typename" and name not in PLANNABLE[parent]:
-                raise _NotPlannable
-            if parent == "Query" and name == "__typename":
-                raise _NotPlannable
             out.append(selection)
         elif isinstance(selection, InlineFragmentNode):
-            condition = selection.type_condition
-            if condition is not None and condition.name.value != parent:
-                raise _NotPlannable
-            out.extend(_field_nodes(selection.selection_set, parent, fragments))
+            out.extend(collect(selection.selection_set, type_name, fragments, variables))
         elif isinstance(selection, FragmentSpreadNode):
             fragment = fragments[selection.name.value]
-            if fragment.type_condition.name.value != parent:
-                raise _NotPlannable
-            out.extend(_field_nodes(fragment.selection_set, parent, fragments))
-    keys = [_key(n) for n in out]
-    if len(keys) != len(set(keys)):
-        raise _NotPlannable
+            out.extend(collect(fragment.selection_set, type_name, fragments, variables))
     return out
 
 
-def _outs(
-    node: FieldNode, parent: str, fragments: dict[str, FragmentDefinitionNode]
-) -> tuple[Out, ...]:
-    child_type = PLANNABLE[parent].get(node.name.value)
-    if child_type is None:
-        return ()
-    return tuple(
-        Out(_key(child), child.name.value, _outs(child, child_type, fragments))
-        for child in _field_nodes(node.selection_set, child_type, fragments)
+def _included(node: Any, variables: VariableValues) -> bool:
+    if not node.directives:
+        return True
+    skip = get_directive_values(GraphQLSkipDirective, node, variables)
+    if skip is not None and skip.get("if") is True:
+        return False
+    include = get_directive_values(GraphQLIncludeDirective, node, variables)
+    return not (include is not None and include.get("if") is False)
+
+
+def field_error(exc: BaseException, nodes: list[FieldNode], key: str) -> GraphQLError:
+    """An error of a planned root field, placed as graphql-core places a resolver's."""
+    extensions = exc.extensions if isinstance(exc, AppError) else None
+    return GraphQLError(
+        str(exc.message if isinstance(exc, AppError) else exc),
+        nodes,
+        path=[key],
+        original_error=exc if isinstance(exc, Exception) else None,
+        extensions=extensions,
     )
+
+
+__all__ = ["Code", "NotPlannable", "Out", "Planner", "collect", "field_error"]

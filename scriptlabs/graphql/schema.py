@@ -5,22 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any
 
 import strawberry
 from graphql import GraphQLError, ValidationRule
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    ParserCache,
-    ValidationCache,
-)
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from scriptlabs.config import Settings
 from scriptlabs.errors import AppError
-from scriptlabs.graphql.extensions import OperationChoice, OperationTransaction
 from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
@@ -62,6 +55,9 @@ class Mutation:
 
 
 class Schema(strawberry.Schema):
+    """The Strawberry schema: types and resolvers. Operations run through the runner
+    (graphql/execution.py), which parses, validates and executes with graphql-core."""
+
     validation_rules: list[type[ValidationRule]]  # ours, besides graphql's own; set by build
 
     def process_errors(
@@ -80,21 +76,13 @@ def build_schema(settings: Settings | None = None) -> Schema:
         max_aliases=settings.max_aliases,
         max_fields=settings.max_fields,
     )
-    rule = limits_rule(limits)
-    extensions: list[Any] = [
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        OperationChoice,
-        lambda: AddValidationRules([rule]),
-        OperationTransaction,
-    ]
+    rules: list[type[ValidationRule]] = [limits_rule(limits)]
     if not settings.graphql_introspection:
-        extensions.append(DisableIntrospection)
+        rules.append(NoSchemaIntrospectionCustomRule)
     schema = Schema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
     )
-    schema.validation_rules = [rule]
+    schema.validation_rules = rules
     return schema

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scriptlabs.db.sql import Params
+from scriptlabs.db.sql import Placeholders
 from scriptlabs.labs.columns import ALL_COLUMNS
 
 # operator → SQL template on (column, placeholder)
@@ -62,12 +62,14 @@ class LabWhere:
 
 @dataclass(slots=True)
 class _Compiler:
-    params: Params
+    params: Placeholders
     parts: list[str] = field(default_factory=list)
 
     def condition(self, cond: Condition) -> str:
         if cond.op == "isNull":
             return f"{cond.column} is {'' if cond.value else 'not '}null"
+        if cond.op == "in" and not cond.value:
+            return "false"  # in: [] matches nothing (and an empty list has no element type)
         return _BINARY[cond.op].format(c=cond.column, p=self.params.add(cond.value))
 
     def where(self, where: LabWhere) -> str:
@@ -84,7 +86,7 @@ class _Compiler:
         return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
 
-def compile_where(where: LabWhere | None, params: Params) -> str:
+def compile_where(where: LabWhere | None, params: Placeholders) -> str:
     """The SQL condition for `where`, its values added to `params`; `true` when empty."""
     if where is None or where.is_empty:
         return "true"

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from scriptlabs.db.operation import Operation
-from scriptlabs.db.sql import Params
+from scriptlabs.db.sql import Params, Placeholders
 from scriptlabs.errors import AppError, Code
 from scriptlabs.labs import rules
 from scriptlabs.labs.columns import FIELD_COLUMNS, ReadingStatus, select_list
@@ -20,6 +20,7 @@ from scriptlabs.labs.pagination import (
     PageRequest,
     SortKey,
     after_condition,
+    cursor_sql,
     encode_cursor,
 )
 
@@ -37,6 +38,46 @@ class Page:
         return encode_cursor(self.keys, row)
 
 
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page of labs, checked: the filter, the keyset order, first/after/last/before.
+
+    The loader of `labs`: the resolver reads its rows (`list_labs`), the planned path wraps
+    the same SQL (`rows_sql`, `cursor_sql`) in the statement that builds the JSON answer.
+    """
+
+    where: LabWhere | None
+    keys: tuple[SortKey, ...]
+    page: PageRequest
+
+    @property
+    def scan(self) -> tuple[SortKey, ...]:
+        """The order rows are read in: the page's, reversed when paging backward."""
+        return tuple(k.reversed() for k in self.keys) if self.page.backward else self.keys
+
+    def where_sql(self, params: Placeholders) -> str:
+        return compile_where(self.where, params)
+
+    def rows_sql(self, columns: list[str], params: Placeholders, *, where: str) -> str:
+        """The page's rows in scan order, `limit + 1` of them to know whether more follow."""
+        conditions = [where]
+        if self.page.after is not None:
+            conditions.append(after_condition(self.keys, self.page.after, params))
+        if self.page.before is not None:
+            reverse = tuple(k.reversed() for k in self.keys)
+            conditions.append(after_condition(reverse, self.page.before, params))
+        return (
+            f"select {select_list(columns)}\n"
+            f"from public.labs\n"
+            f"where {' and '.join(conditions)}\n"
+            f"order by {', '.join(k.sql() for k in self.scan)}\n"
+            f"limit {params.add(self.page.limit + 1)}"
+        )
+
+    def cursor_sql(self, alias: str) -> str:
+        return cursor_sql(self.keys, alias)
+
+
 def columns_for(fields: set[str], keys: tuple[SortKey, ...] = ()) -> list[str]:
     """Columns for the selected Lab fields, plus what cursors need; in table order."""
     wanted = {FIELD_COLUMNS[f] for f in fields if f in FIELD_COLUMNS} | {"id"}
@@ -44,38 +85,20 @@ def columns_for(fields: set[str], keys: tuple[SortKey, ...] = ()) -> list[str]:
     return [c for c in FIELD_COLUMNS.values() if c in wanted]
 
 
-async def list_labs(
-    op: Operation,
-    where: LabWhere | None,
-    keys: tuple[SortKey, ...],
-    page: PageRequest,
-    columns: list[str],
-) -> Page:
+async def list_labs(op: Operation, query: PageQuery, columns: list[str]) -> Page:
     """One page in keyset order: one statement, `limit + 1` rows to know if more follow."""
+    page = query.page
     if page.limit == 0:
-        return Page([], False, False, keys)
+        return Page([], False, False, query.keys)
     params = Params()
-    conditions = [compile_where(where, params)]
-    scan = tuple(k.reversed() for k in keys) if page.backward else keys
-    reverse_keys = tuple(k.reversed() for k in keys)
-    if page.after is not None:
-        conditions.append(after_condition(keys, page.after, params))
-    if page.before is not None:
-        conditions.append(after_condition(reverse_keys, page.before, params))
-    sql = (
-        f"select {select_list(columns)}\n"
-        f"from public.labs\n"
-        f"where {' and '.join(conditions)}\n"
-        f"order by {', '.join(k.sql() for k in scan)}\n"
-        f"limit {params.add(page.limit + 1)}"
-    )
+    sql = query.rows_sql(columns, params, where=query.where_sql(params))
     rows = await op.fetch(sql, *params.values)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     if page.backward:
         rows.reverse()
-        return Page(rows, page.before is not None, more, keys)
-    return Page(rows, more, page.after is not None, keys)
+        return Page(rows, page.before is not None, more, query.keys)
+    return Page(rows, more, page.after is not None, query.keys)
 
 
 async def count_labs(op: Operation, where: LabWhere | None) -> int:
@@ -84,11 +107,13 @@ async def count_labs(op: Operation, where: LabWhere | None) -> int:
     return int(await op.fetchval(sql, *params.values))
 
 
-async def get_lab(op: Operation, lab_id: uuid.UUID, columns: list[str]) -> asyncpg.Record | None:
+def get_sql(columns: list[str], id_placeholder: str) -> str:
     # RLS adds user_id = auth.uid(): with the id this is a primary-key lookup
-    return await op.fetchrow(
-        f"select {select_list(columns)} from public.labs where id = $1", lab_id
-    )
+    return f"select {select_list(columns)} from public.labs where id = {id_placeholder}"
+
+
+async def get_lab(op: Operation, lab_id: uuid.UUID, columns: list[str]) -> asyncpg.Record | None:
+    return await op.fetchrow(get_sql(columns, "$1"), lab_id)
 
 
 def _stored(values: dict[str, Any]) -> dict[str, Any]:

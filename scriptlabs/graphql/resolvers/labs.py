@@ -52,7 +52,7 @@ def _under_input(exc: AppError | asyncpg.PostgresError) -> AppError:
 
 @dataclass(frozen=True, slots=True)
 class LabPage:
-    """A `labs` page as plain data, shared by the resolver and the planned path."""
+    """A `labs` page as plain data."""
 
     op: Operation
     where: LabWhere | None
@@ -62,8 +62,7 @@ class LabPage:
     has_previous: bool
 
 
-async def load_lab_page(
-    op: Operation,
+def lab_page_query(
     *,
     filter: LabFilter | None,
     order_by: list[LabOrder] | None,
@@ -71,25 +70,31 @@ async def load_lab_page(
     after: str | None,
     last: int | None,
     before: str | None,
-    top: set[str],
-    fields: set[str],
-) -> LabPage:
-    """Check the arguments and read one page: only the selected columns, rows only when
-    edges, nodes or pageInfo are selected, cursors only when edges or pageInfo are."""
+) -> store.PageQuery:
+    """The loader of `labs`, shared by its resolver and the planner: the arguments checked
+    and turned into the page's description (BAD_USER_INPUT naming the argument)."""
     where = to_where(filter)
     keys = sort_keys(to_order(order_by or None))
-    page_req = page_request(
+    page = page_request(
         keys,
         first=first if given(first) else None,
         after=after if given(after) else None,
         last=last if given(last) else None,
         before=before if given(before) else None,
     )
+    return store.PageQuery(where, keys, page)
+
+
+async def load_lab_page(
+    op: Operation, query: store.PageQuery, *, top: set[str], fields: set[str]
+) -> LabPage:
+    """Read one page: only the selected columns, rows only when edges, nodes or pageInfo
+    are selected, cursors only when edges or pageInfo are."""
     if not top & {"edges", "nodes", "pageInfo"}:
-        return LabPage(op, where, [], [], False, False)
-    page = await store.list_labs(op, where, keys, page_req, store.columns_for(fields, keys))
+        return LabPage(op, query.where, [], [], False, False)
+    page = await store.list_labs(op, query, store.columns_for(fields, query.keys))
     cursors = [page.cursor(r) for r in page.rows] if top & {"edges", "pageInfo"} else []
-    return LabPage(op, where, page.rows, cursors, page.has_next, page.has_previous)
+    return LabPage(op, query.where, page.rows, cursors, page.has_next, page.has_previous)
 
 
 def lab_fields(info: Info[Context, None]) -> tuple[set[str], set[str]]:
@@ -107,17 +112,11 @@ async def labs(
     before: str | None = UNSET,
 ) -> LabConnection:
     top, fields = lab_fields(info)
-    page = await load_lab_page(
-        info.context.user_operation(),
-        filter=filter,
-        order_by=order_by,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
-        top=top,
-        fields=fields,
+    op = info.context.user_operation()
+    query = lab_page_query(
+        filter=filter, order_by=order_by, first=first, after=after, last=last, before=before
     )
+    page = await load_lab_page(op, query, top=top, fields=fields)
     nodes = [Lab.from_row(r) for r in page.rows]
     edges = (
         [LabEdge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)]

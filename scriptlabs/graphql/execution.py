@@ -1,0 +1,437 @@
+"""The operation runner: one GraphQL operation, from verified claims to its outcome.
+
+`Runner.run` owns an operation whole, and nothing else begins, commits or rolls back:
+
+1. The document, parsed under the token limit and validated once (`Documents`, cached).
+2. The operation chosen, its type allowed by the transport (GET: queries only), read-only
+   decided once (a query), the variables coerced once.
+3. Root fields collected (fragments, @skip/@include); each plannable one shaped by the planner,
+   the others left to Strawberry.
+4. The preparers of mutation fields (password hashing, bookkeeping that outlives a refusal)
+   run before the transaction takes its connection.
+5. The database work: a read made only of planned fields is one statement (set-up, session
+   check and query together); anything else is one transaction, begun at once when the token
+   names a session (an ended session gets 401 before anything runs), the planned fields in one
+   statement, then Strawberry for the rest. It commits only when nothing failed.
+6. The outcome: the response body and what the transport needs to choose the HTTP status.
+
+One deadline bounds the operation's database time (db.operation); a planned field that fails
+is answered as it failed, never run again down the other path.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    execute,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from scriptlabs.auth.accounts import Client
+from scriptlabs.auth.tokens import Claims
+from scriptlabs.db.operation import PoolBusy, SessionEnded
+from scriptlabs.db.sql import JsonParams
+from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
+from scriptlabs.graphql.context import Context, Preparation, Preparer, Services
+from scriptlabs.graphql.document import Documents
+from scriptlabs.graphql.extensions import public_errors
+from scriptlabs.graphql.planner import NotPlannable, Out, Planner, collect, field_error
+
+log = logging.getLogger("scriptlabs.graphql")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One GraphQL request, as the transport read it."""
+
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    claims: Claims
+    client: Client
+    allowed: frozenset[OperationType]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The response body, and what the transport needs for the status.
+
+    `request_error`: the request was refused before execution (the document did not parse or
+    validate, no operation could be chosen, the variables did not coerce): no `data`.
+    `status`: a status the transport must use (401 ended session, 405, 400, 503).
+    """
+
+    body: bytes
+    request_error: bool = False
+    status: int | None = None
+    headers: dict[str, str] | None = None
+
+
+def error_outcome(
+    code: Code, message: str, status: int | None, headers: dict[str, str] | None = None
+) -> Outcome:
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code.value}}]})
+    return Outcome(body, True, status, headers)
+
+
+@dataclass(slots=True)
+class _Root:
+    key: str
+    nodes: list[FieldNode]
+    nullable: bool
+    shape: Out | None = None  # planned
+    sql: str | None = None
+    error: GraphQLError | None = None
+
+
+class Runner:
+    """Runs operations for one schema and one set of services."""
+
+    def __init__(
+        self,
+        strawberry_schema: Any,
+        services: Services,
+        rules: list[Any],
+        preparers: dict[str, Preparer],
+        *,
+        plan: bool = True,
+    ) -> None:
+        self.schema = strawberry_schema._schema
+        self.services = services
+        settings = services.settings
+        self.documents = Documents(self.schema, rules, max_tokens=settings.max_tokens)
+        self.planner = Planner(self.schema, strawberry_schema) if plan else None
+        self.preparers = preparers
+        self.planned_fields = 0  # root fields answered by the planner, for tests and metrics
+
+    async def run(self, request: Request) -> Outcome:
+        document = await self.documents.get(request.query)
+        if document.node is None:
+            return _request_errors(document.errors)
+        operation = document.operation(request.operation_name)
+        if isinstance(operation, GraphQLError):
+            return _request_errors([operation])
+        kind = operation.operation
+        if kind not in request.allowed:
+            if kind is OperationType.SUBSCRIPTION:
+                return error_outcome(
+                    Code.BAD_USER_INPUT, "Subscriptions run over the WebSocket at /graphql", 400
+                )
+            return error_outcome(
+                Code.BAD_USER_INPUT, "Mutations must be sent with POST", 405, {"Allow": "POST"}
+            )
+        coerced = get_variable_values(
+            self.schema, operation.variable_definitions or (), request.variables or {}
+        )
+        if isinstance(coerced, list):
+            return _request_errors(coerced)
+        fragments = {
+            d.name.value: d
+            for d in document.node.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        root_type = (
+            self.schema.query_type if kind is OperationType.QUERY else self.schema.mutation_type
+        )
+        assert root_type is not None
+        roots = self._roots(operation.selection_set, root_type, fragments, coerced)
+        claims = request.claims
+        op = self.services.operation(claims, readonly=kind is OperationType.QUERY)
+        ctx = Context(self.services, claims, request.client, op)
+        try:
+            if kind is OperationType.QUERY:
+                self._plan(roots, fragments, coerced, claims)
+                return await self._query(request, document.node, operation, roots, ctx, coerced)
+            return await self._mutation(request, document.node, operation, roots, ctx, coerced)
+        except SessionEnded:
+            return error_outcome(
+                Code.UNAUTHENTICATED, "This session has ended", 401, {"WWW-Authenticate": "Bearer"}
+            )
+        except PoolBusy as busy:
+            log.warning("every database connection stayed busy: answered 503")
+            return error_outcome(
+                Code.INTERNAL_SERVER_ERROR,
+                "The service is busy; try again shortly",
+                503,
+                {"Retry-After": str(busy.retry_after)},
+            )
+        finally:
+            if not op.ended:
+                await op.end(commit=False)
+
+    # -- root fields
+
+    def _roots(
+        self,
+        selection_set: SelectionSetNode,
+        root_type: GraphQLObjectType,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: Any,
+    ) -> list[_Root]:
+        grouped: dict[str, list[FieldNode]] = {}
+        for node in collect(selection_set, root_type.name, fragments, variables):
+            key = node.alias.value if node.alias else node.name.value
+            grouped.setdefault(key, []).append(node)
+        roots = []
+        for key, nodes in grouped.items():
+            field = root_type.fields.get(nodes[0].name.value)
+            nullable = field is None or not isinstance(field.type, GraphQLNonNull)
+            roots.append(_Root(key, nodes, nullable))
+        return roots
+
+    def _plan(
+        self,
+        roots: list[_Root],
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: Any,
+        claims: Claims,
+    ) -> None:
+        planner = self.planner
+        if planner is None:
+            return
+        for root in roots:
+            name = root.nodes[0].name.value
+            if not planner.plannable(name):
+                continue
+            if claims.role == "anon":  # as the resolvers answer (Context.user_operation)
+                self.planned_fields += 1
+                error = AppError(Code.UNAUTHENTICATED, "Authentication required")
+                root.shape = Out(root.key, name)
+                root.error = field_error(error, root.nodes, root.key)
+                continue
+            try:
+                root.shape = planner.shape(root.nodes, fragments, variables)
+            except NotPlannable as reason:
+                log.warning("%s runs through Strawberry: %s", root.key, reason)
+
+    def _compile(self, roots: list[_Root], variables: Any) -> JsonParams:
+        assert self.planner is not None
+        params = JsonParams()
+        for root in roots:
+            if root.shape is None or root.error is not None:
+                continue
+            self.planned_fields += 1
+            try:
+                root.sql = self.planner.compile(root.shape, root.nodes[0], variables, params)
+            except AppError as exc:
+                root.error = field_error(exc, root.nodes, root.key)
+        return params
+
+    # -- queries
+
+    async def _query(
+        self,
+        request: Request,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        roots: list[_Root],
+        ctx: Context,
+        variables: Any,
+    ) -> Outcome:
+        op = ctx.op
+        planned = [r for r in roots if r.shape is not None]
+        rest = [r for r in roots if r.shape is None]
+        params = self._compile(planned, variables) if planned else JsonParams()
+        values: dict[str, bytes] = {}
+        errors: list[GraphQLError] = [r.error for r in planned if r.error is not None]
+        null_data = any(r.error is not None and not r.nullable for r in planned)
+        statement = _statement(planned) if not null_data else None
+        if not rest:
+            if statement is not None:
+                try:
+                    text = await op.read_statement(statement, params.json())
+                    values.update(_split(planned, text))
+                except (AppError, asyncpg.PostgresError) as exc:
+                    null_data |= self._statement_failed(exc, planned, errors)
+            return self._answer(roots, values, errors, null_data)
+        if op.session_id is not None:
+            await op.begin()  # the token's session must be live before anything runs
+        if statement is not None:
+            try:
+                args = (params.json(),) if params.values else ()
+                text = await op.fetchval(statement, *args)
+                values.update(_split(planned, text))
+            except (AppError, asyncpg.PostgresError) as exc:
+                null_data |= self._statement_failed(exc, planned, errors)
+        result_data, result_errors = await self._strawberry(request, document, operation, rest, ctx)
+        errors.extend(result_errors)
+        if result_data is None:
+            null_data = True
+        else:
+            values.update({k: orjson.dumps(v) for k, v in result_data.items()})
+        await op.end(commit=False)  # a query writes nothing
+        return self._answer(roots, values, errors, null_data)
+
+    @staticmethod
+    def _statement_failed(
+        exc: AppError | asyncpg.PostgresError, planned: list[_Root], errors: list[GraphQLError]
+    ) -> bool:
+        """The error of the planned statement, placed on its first field; True when the
+        answer's data must be null (a non-null field among those it would have answered)."""
+        mapped = exc if isinstance(exc, AppError) else from_db_error(exc)
+        if mapped.code is Code.INTERNAL_SERVER_ERROR:
+            log.error("planned statement failed", exc_info=exc)
+        first = next(r for r in planned if r.sql is not None)
+        errors.append(field_error(mapped, first.nodes, first.key))
+        return any(not r.nullable for r in planned if r.sql is not None)
+
+    # -- mutations
+
+    async def _mutation(
+        self,
+        request: Request,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        roots: list[_Root],
+        ctx: Context,
+        variables: Any,
+    ) -> Outcome:
+        await self._prepare(roots, ctx, variables)
+        op = ctx.op
+        if op.session_id is not None:
+            await op.begin()
+        data, errors = await self._strawberry(request, document, operation, roots, ctx)
+        failed = bool(errors) or op.failed
+        try:
+            await op.end(commit=not failed)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            return _internal(exc)
+        if failed:
+            return self._answer(
+                roots, {}, errors, True
+            )  # contract: a failed mutation wrote nothing
+        values = {k: orjson.dumps(v) for k, v in (data or {}).items()}
+        return self._answer(roots, values, errors, data is None)
+
+    async def _prepare(self, roots: list[_Root], ctx: Context, variables: Any) -> None:
+        """Run the preparers of the mutation's fields, in order, before the transaction."""
+        mutation_type = self.schema.mutation_type
+        assert mutation_type is not None
+        preparation = Preparation(self.services, ctx.claims, ctx.client, ctx.op)
+        for root in roots:
+            name = root.nodes[0].name.value
+            preparer = self.preparers.get(name)
+            if preparer is None:
+                continue
+            field = mutation_type.fields[name]
+            try:
+                args = get_argument_values(field, root.nodes[0], variables)
+            except GraphQLError:
+                continue  # Strawberry reports the argument error itself
+            try:
+                ctx.prepared[root.key] = await preparer(preparation, args)
+            except (AppError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                ctx.prepared[root.key] = exc  # the field's error, raised by its resolver
+
+    # -- Strawberry for the rest
+
+    async def _strawberry(
+        self,
+        request: Request,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        roots: list[_Root],
+        ctx: Context,
+    ) -> tuple[dict[str, Any] | None, list[GraphQLError]]:
+        nodes = [node for root in roots for node in root.nodes]
+        selected = OperationDefinitionNode(
+            operation=operation.operation,
+            name=operation.name,
+            variable_definitions=operation.variable_definitions,
+            directives=operation.directives,
+            selection_set=SelectionSetNode(selections=tuple(nodes)),
+        )
+        fragments = [d for d in document.definitions if isinstance(d, FragmentDefinitionNode)]
+        result = execute(
+            self.schema,
+            DocumentNode(definitions=(selected, *fragments)),
+            context_value=ctx,
+            variable_values=request.variables,
+            executor_class=StrawberryGraphQLCoreExecutionContext,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+        )
+        if optimized_is_awaitable(result):
+            result = await result  # type: ignore[misc]
+        errors = public_errors(result.errors) if result.errors else []  # type: ignore[union-attr]
+        return result.data, errors  # type: ignore[union-attr]
+
+    # -- the answer
+
+    @staticmethod
+    def _answer(
+        roots: Iterable[_Root],
+        values: dict[str, bytes],
+        errors: list[GraphQLError],
+        null_data: bool,
+    ) -> Outcome:
+        order = {root.key: i for i, root in enumerate(roots)}
+        errors = sorted(errors, key=lambda e: order.get(str(e.path[0]), -1) if e.path else -1)
+        parts = [b"{"]
+        if errors:
+            parts += [b'"errors":', orjson.dumps([e.formatted for e in errors]), b","]
+        if null_data:
+            parts.append(b'"data":null}')
+        else:
+            fields = b",".join(orjson.dumps(key) + b":" + values.get(key, b"null") for key in order)
+            parts += [b'"data":{', fields, b"}}"]
+        return Outcome(b"".join(parts))
+
+
+def _statement(planned: list[_Root]) -> str | None:
+    """One statement answering every planned field: its columns are the fields' JSON."""
+    columns = [f'{r.sql} as "{r.key}"' for r in planned if r.sql is not None]
+    if not columns:
+        return None
+    return f"select row_to_json(d_)::text from (select {', '.join(columns)}) d_"
+
+
+def _split(planned: list[_Root], text: str | None) -> dict[str, bytes]:
+    """The planned fields' JSON, by key, from the statement's object (compact, in order)."""
+    if text is None:
+        return {}
+    keys = [r.key for r in planned if r.sql is not None]
+    if len(keys) == 1:
+        prefix = orjson.dumps(keys[0]) + b":"
+        raw = text.encode()
+        # {"key":VALUE}: cut the value out without parsing it
+        return {keys[0]: raw[1 + len(prefix) : -1]}
+    parsed = orjson.loads(text)
+    return {k: orjson.dumps(parsed[k]) for k in keys}
+
+
+def _request_errors(errors: list[GraphQLError]) -> Outcome:
+    formatted = [e.formatted for e in public_errors(errors)]
+    return Outcome(orjson.dumps({"errors": formatted}), request_error=True)
+
+
+def _internal(exc: BaseException) -> Outcome:
+    request_id = uuid.uuid4().hex
+    log.error("operation failed at its end (request %s)", request_id, exc_info=exc)
+    body = {
+        "errors": [
+            {
+                "message": INTERNAL_MESSAGE,
+                "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+            }
+        ],
+        "data": None,
+    }
+    return Outcome(orjson.dumps(body))
