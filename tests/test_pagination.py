@@ -8,7 +8,6 @@ that stay valid while rows are inserted and deleted.
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import datetime as dt
 import functools

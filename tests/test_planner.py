@@ -12,8 +12,6 @@ import httpx
 import pytest
 
 from scriptlabs.config import Settings
-from scriptlabs.graphql.planner import Planner
-from scriptlabs.graphql.schema import build_schema
 from tests.conftest import Api, User
 
 LAB_FIELDS = (
