@@ -24,7 +24,7 @@ from scriptlabs.app import create_app
 from scriptlabs.auth import ratelimit
 from scriptlabs.auth.tokens import ANON
 from scriptlabs.config import Settings, SettingsError
-from scriptlabs.db.operation import Operation
+from scriptlabs.db.operation import Operation, Pool
 from scriptlabs.db.pool import create_pool
 from scriptlabs.errors import AppError
 
@@ -297,9 +297,11 @@ async def test_requests_without_a_client_address_are_limited_by_email_only(
     settings: Settings,
 ) -> None:
     limits = replace(settings, **LIMITS)
-    pool = await create_pool(limits)
+    pool = Pool(await create_pool(limits), asyncio.Semaphore(2), 10.0, 5000)
     try:
-        op = Operation(pool, ANON, readonly=False, statement_timeout_ms=5000)
+        op = Operation(
+            pool, role="anon", claims_json=ANON.json, user_id=None, session_id=None, readonly=False
+        )
         for _ in range(5):
             await ratelimit.check_sign_up(op, limits, None)
             await ratelimit.check_reset_request(op, limits, None)
@@ -310,7 +312,7 @@ async def test_requests_without_a_client_address_are_limited_by_email_only(
             await ratelimit.check_sign_in(op, limits, email, None)
         assert refused.value.extensions["code"] == "RATE_LIMITED"
     finally:
-        await pool.close()
+        await pool.pool.close()
 
 
 async def test_keys_are_digests_and_no_email_is_stored_in_clear(

@@ -11,11 +11,11 @@
 - Password reset requests: per client address and hour (RATE_LIMIT_RESET_IP).
 
 A limit of 0 turns it off; a request without a known client address is limited by email
-only. The attempt is recorded before the guarded work, on a pool connection of its own (one
-short transaction, as the login role), so a failure stays counted when the operation rolls
-back, and parallel requests cannot all slip under a limit (db/009_rate_limits.sql). That
-happens before a sign-in's operation takes its own connection, so it never holds two, and
-the slowing sleeps hold none.
+only. The attempt is recorded before the guarded work, in a short transaction of its own
+(`Operation.apart`, as the login role, before the operation takes its connection), so a
+failure stays counted when the operation rolls back, and parallel requests cannot all slip
+under a limit (db/009_rate_limits.sql). Nothing here holds a connection while another is
+awaited, and the slowing sleeps hold none (contract, Errors: load and abuse).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation, Skipped
+from scriptlabs.db.operation import Operation
 from scriptlabs.errors import AppError, Code
 
 # contract: slowing never delays an answer by more than 5 seconds; leave room for the work.
@@ -37,10 +39,10 @@ MAX_DELAY = 4.0
 _slept: weakref.WeakKeyDictionary[Operation, float] = weakref.WeakKeyDictionary()
 SIGN_UP_WINDOW = 3600
 RESET_WINDOW = 3600
-# how long a request waits for a pool connection to record its attempt
-ACQUIRE_TIMEOUT = 10.0
 # set_config('role', 'none', true): back to the login role, which may call scriptlabs_private
 LOGIN_ROLE = "none"
+
+SIGN_IN_REFUSED = "Too many failed sign-ins; try again later"
 
 SIGNIN_EMAIL = "signin_email"
 SIGNIN_IP = "signin_ip"
@@ -104,25 +106,19 @@ def slowing_delay(settings: Settings, number: int) -> float:
 
 
 async def take_attempt(
-    op: Operation, counters: Sequence[Counter], window_seconds: int, message: str
+    conn: asyncpg.Connection, counters: Sequence[Counter], window_seconds: int, message: str
 ) -> Attempt:
-    """Record one attempt for every counter, or raise RATE_LIMITED if any is at its limit.
-
-    Nothing is counted for a field of an operation that has failed already: it rolls back and
-    its later fields are skipped anyway.
-    """
-    if op.failed:
-        raise Skipped
+    """Record one attempt for every counter on `conn` (the login role, in a transaction of
+    its own: `Operation.apart`), or raise RATE_LIMITED if any is at its limit."""
     if not counters:
         return Attempt()
-    async with op.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-        rows = await conn.fetch(
-            TAKE_ATTEMPT,
-            [c.kind for c in counters],
-            [c.key for c in counters],
-            [c.refuse_at for c in counters],
-            window_seconds,
-        )
+    rows = await conn.fetch(
+        TAKE_ATTEMPT,
+        [c.kind for c in counters],
+        [c.key for c in counters],
+        [c.refuse_at for c in counters],
+        window_seconds,
+    )
     retry_after = max(row["retry_after"] for row in rows)
     if retry_after > 0:
         raise AppError(Code.RATE_LIMITED, message, extra={"retryAfter": retry_after})
@@ -132,32 +128,58 @@ async def take_attempt(
     )
 
 
-async def check_sign_in(
-    op: Operation, settings: Settings, email: str, address: str | None
-) -> Attempt:
-    """Count a sign-in attempt before its password is checked; refuse or slow it if due.
-
-    Called the same way for known and unknown emails (`email` empty when malformed: only the
-    address counts then). A refused attempt is not recorded, so `retryAfter` holds.
-    """
+def sign_in_counters(settings: Settings, email: str, address: str | None) -> list[Counter]:
+    """What a sign-in attempt counts: its email (empty when malformed: not counted) and its
+    client address, each when its limit is on."""
     counters = []
-    key = email_key(email) if email else None
-    if key is not None and settings.rate_limit_signin_email > 0:
-        counters.append(Counter(SIGNIN_EMAIL, key, settings.rate_limit_signin_email))
+    if email and settings.rate_limit_signin_email > 0:
+        counters.append(Counter(SIGNIN_EMAIL, email_key(email), settings.rate_limit_signin_email))
     if address is not None and settings.rate_limit_signin_ip > 0:
         counters.append(Counter(SIGNIN_IP, address_key(address), settings.rate_limit_signin_ip))
+    return counters
+
+
+async def take_sign_in(
+    conn: asyncpg.Connection, settings: Settings, email: str, address: str | None
+) -> Attempt:
+    """Count a sign-in attempt (or a password change's check of the current password) before
+    its password is verified; RATE_LIMITED if due. A refused attempt is not recorded, so
+    `retryAfter` holds. Called the same way for known and unknown emails."""
     attempt = await take_attempt(
-        op,
-        counters,
+        conn,
+        sign_in_counters(settings, email, address),
         settings.rate_limit_signin_window,
-        "Too many failed sign-ins; try again later",
+        SIGN_IN_REFUSED,
     )
+    key = email_key(email) if email and attempt.ids else None
+    return Attempt(attempt.number, attempt.ids, key)
+
+
+async def slow_sign_in(op: Operation, settings: Settings, attempt: Attempt) -> None:
+    """Sleep the slowing delay of `attempt`, within the operation's budget (MAX_DELAY).
+
+    Call it with no connection held: after `apart()` has returned, before the operation's
+    transaction begins."""
     slept = _slept.get(op, 0.0)
     delay = min(slowing_delay(settings, attempt.number), MAX_DELAY - slept)
     if delay > 0:
         _slept[op] = slept + delay
         await asyncio.sleep(delay)
-    return Attempt(attempt.number, attempt.ids, key if attempt.ids else None)
+
+
+async def check_sign_in(
+    op: Operation, settings: Settings, email: str, address: str | None
+) -> Attempt:
+    """Count a sign-in attempt in a transaction of its own, then slow it if due.
+
+    For callers that read nothing else before the password check (the sign-in flow itself
+    reads the account in the same transaction: scriptlabs.auth.accounts)."""
+    if sign_in_counters(settings, email, address):
+        attempt = await op.apart(lambda conn: take_sign_in(conn, settings, email, address))
+    else:
+        attempt = Attempt()
+    await slow_sign_in(op, settings, attempt)
+    return attempt
 
 
 async def clear_sign_in(op: Operation, attempt: Attempt) -> None:
@@ -172,30 +194,34 @@ async def clear_sign_in(op: Operation, attempt: Attempt) -> None:
 
 
 async def check_sign_up(op: Operation, settings: Settings, address: str | None) -> None:
-    """Count a sign-up from `address`; RATE_LIMITED once the hour's limit is reached."""
+    """Count a sign-up from `address`; RATE_LIMITED once the hour's limit is reached.
+
+    In a transaction of its own (`op.apart`): before the operation's first statement."""
     limit = settings.rate_limit_signup_ip
     if address is None or limit <= 0:
         return
-    await take_attempt(
-        op,
-        [Counter(SIGNUP_IP, address_key(address), limit + 1)],
-        SIGN_UP_WINDOW,
-        "Too many sign-ups from this address; try again later",
+    counters = [Counter(SIGNUP_IP, address_key(address), limit + 1)]
+    await op.apart(
+        lambda conn: take_attempt(
+            conn, counters, SIGN_UP_WINDOW, "Too many sign-ups from this address; try again later"
+        )
     )
 
 
 async def check_reset_request(op: Operation, settings: Settings, address: str | None) -> None:
     """Count a password reset request from `address`; RATE_LIMITED past the hour's limit.
 
-    Per address only, so a refusal says nothing about any account. Call it before the
-    operation's first statement (it takes a pool connection of its own).
-    """
+    Per address only, so a refusal says nothing about any account. In a transaction of its
+    own (`op.apart`): before the operation's first statement."""
     limit = settings.rate_limit_reset_ip
     if address is None or limit <= 0:
         return
-    await take_attempt(
-        op,
-        [Counter(RESET_IP, address_key(address), limit + 1)],
-        RESET_WINDOW,
-        "Too many password reset requests from this address; try again later",
+    counters = [Counter(RESET_IP, address_key(address), limit + 1)]
+    await op.apart(
+        lambda conn: take_attempt(
+            conn,
+            counters,
+            RESET_WINDOW,
+            "Too many password reset requests from this address; try again later",
+        )
     )
