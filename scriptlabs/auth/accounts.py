@@ -1,7 +1,11 @@
 """Sign-up and sign-in: argon2id passwords, a user_sessions row per sign-in, a token pair.
 
-The request roles cannot read password hashes, so these flows switch the operation's
-transaction to `service_role` for their statements and back (Operation.as_role).
+Each flow has two halves (contract, Errors: load and abuse). The first, `prepare_*`, runs
+before the operation takes its connection: bookkeeping and reads in a short transaction of
+their own (`Operation.apart`), then the argon2 work and any slowing delay, holding no
+connection. The second runs in the operation's transaction and only writes what the first
+decided. The request roles cannot read password hashes, so these flows use `service_role`
+(`set_config('role', ...)` inside `apart`, `Operation.as_role` in the operation).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from scriptlabs.auth import ratelimit
 from scriptlabs.auth.passwords import MAX_LENGTH, MIN_LENGTH, Passwords
 from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation
+from scriptlabs.db.operation import Operation, RoleConnection
 from scriptlabs.errors import AppError, Code
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
@@ -32,14 +36,18 @@ values ($1, $2, now(), now())
 returning id, email, created_at, last_sign_in_at
 """
 
+SET_ROLE = "select set_config('role', $1, true)"
+
 FIND_USER = """
 select id, email, encrypted_password, created_at
 from auth.users
 where lower(email) = $1
 """
 
+# only while the password is still the one verified: a change in between wins
 TOUCH_SIGN_IN = """
-update auth.users set last_sign_in_at = now() where id = $1
+update auth.users set last_sign_in_at = now()
+where id = $1 and encrypted_password = $2
 returning id, email, created_at, last_sign_in_at
 """
 
@@ -116,7 +124,7 @@ def make_refresh_token(user_id: uuid.UUID, session_id: uuid.UUID) -> tuple[str, 
 
 
 async def start_session(
-    conn: asyncpg.Connection, settings: Settings, user: UserRow, client: Client
+    conn: RoleConnection, settings: Settings, user: UserRow, client: Client
 ) -> SignedIn:
     """Insert a session for `user` (already under service_role) and mint its token pair."""
     session_id = uuid.uuid4()
@@ -156,49 +164,96 @@ def signed_in(
     )
 
 
-async def sign_up(
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    """A sign-up checked, counted and hashed, ready to be inserted."""
+
+    email: str
+    password_hash: str
+
+
+async def prepare_sign_up(
     op: Operation,
     settings: Settings,
     passwords: Passwords,
     email: str,
     password: str,
-    client: Client,
-) -> SignedIn:
+    address: str | None,
+) -> NewAccount:
+    """Check the input, count the sign-up (its own transaction), hash: no connection held."""
     email = normalize_email(email)
     check_password(password)
     # counted whether it succeeds or meets an existing email (auth.ratelimit)
-    await ratelimit.check_sign_up(op, settings, client.ip_address)
-    encoded = await passwords.hash(password)
+    await ratelimit.check_sign_up(op, settings, address)
+    return NewAccount(email, await passwords.hash(password))
+
+
+async def sign_up(
+    op: Operation, settings: Settings, account: NewAccount, client: Client
+) -> SignedIn:
+    """Insert the account and its first session in the operation (CONFLICT if it exists)."""
     async with op.as_role("service_role") as conn:
-        row = await conn.fetchrow(INSERT_USER, email, encoded)
+        row = await conn.fetchrow(INSERT_USER, account.email, account.password_hash)
         assert row is not None
         return await start_session(conn, settings, UserRow.from_record(row), client)
 
 
-async def sign_in(
+@dataclass(frozen=True, slots=True)
+class VerifiedSignIn:
+    """A sign-in whose password matched: the account, the hash verified, its attempt."""
+
+    user_id: uuid.UUID
+    password_hash: str
+    attempt: ratelimit.Attempt
+
+
+async def prepare_sign_in(
     op: Operation,
     settings: Settings,
     passwords: Passwords,
     email: str,
     password: str,
-    client: Client,
-) -> SignedIn:
-    """The same error, in about the same time, for an unknown email and a wrong password."""
+    address: str | None,
+) -> VerifiedSignIn:
+    """Count the attempt and read the account in one short transaction of its own, then
+    slow and verify holding no connection.
+
+    The same error, in about the same time, for an unknown email and a wrong password; the
+    failure stays counted whatever the operation does.
+    """
     try:
         email = normalize_email(email)
     except AppError:
-        email = ""
-    # a failure stays recorded (own transaction); refused or slowed here, before the password
-    attempt = await ratelimit.check_sign_in(op, settings, email, client.ip_address)
+        email = ""  # counted by address only, refused like a wrong password
+
+    async def count_and_read(
+        conn: asyncpg.Connection,
+    ) -> tuple[ratelimit.Attempt, asyncpg.Record | None]:
+        attempt = await ratelimit.take_sign_in(conn, settings, email, address)
+        if not email:
+            return attempt, None
+        await conn.execute(SET_ROLE, "service_role")
+        return attempt, await conn.fetchrow(FIND_USER, email)
+
+    attempt, row = await op.apart(count_and_read)
+    await ratelimit.slow_sign_in(op, settings, attempt)
+    encoded: str | None = row["encrypted_password"] if row is not None else None
+    if not await passwords.verify(encoded, password) or row is None or encoded is None:
+        raise AppError(Code.UNAUTHENTICATED, INVALID_CREDENTIALS)
+    return VerifiedSignIn(row["id"], encoded, attempt)
+
+
+async def sign_in(
+    op: Operation, settings: Settings, verified: VerifiedSignIn, client: Client
+) -> SignedIn:
+    """Start the session of a verified sign-in and clear its email's failures, in the
+    operation (so the clearing holds only if the sign-in commits)."""
     async with op.as_role("service_role") as conn:
-        row = await conn.fetchrow(FIND_USER, email) if email else None
-        encoded = row["encrypted_password"] if row is not None else None
-        if not await passwords.verify(encoded, password) or row is None:
+        touched = await conn.fetchrow(TOUCH_SIGN_IN, verified.user_id, verified.password_hash)
+        if touched is None:  # the password changed (or the account went) since it was checked
             raise AppError(Code.UNAUTHENTICATED, INVALID_CREDENTIALS)
-        touched = await conn.fetchrow(TOUCH_SIGN_IN, row["id"])
-        assert touched is not None
         result = await start_session(conn, settings, UserRow.from_record(touched), client)
-    await ratelimit.clear_sign_in(op, attempt)
+    await ratelimit.clear_sign_in(op, verified.attempt)
     return result
 
 
@@ -206,7 +261,7 @@ ME = "select id, email, created_at, last_sign_in_at from auth.users where id = (
 
 
 async def current_user(op: Operation) -> UserRow | None:
-    if op.claims.sub is None:
+    if op.user_id is None:
         return None
     row = await op.fetchrow(ME)
     return UserRow.from_record(row) if row is not None else None

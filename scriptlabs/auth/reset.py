@@ -9,6 +9,11 @@ switches the operation's transaction back to it (`op.as_role("none")`) for the c
 `request_password_reset` does the same work for a known and an unknown address (a token and
 a message are always made, the same functions are always called) and always answers true;
 the database decides, in one call, whether a mail is queued (CONTRACT.md, Password reset).
+
+Requests and resets have a first half, `prepare_*`, that runs before the operation takes its
+connection (contract, Errors: load and abuse): the request is counted, and a reset token is
+checked (refused cheaply when it cannot be used) and the new password hashed, each in a
+short transaction of its own (`Operation.apart`) or with no connection held.
 """
 
 from __future__ import annotations
@@ -150,17 +155,25 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+async def prepare_reset_request(
+    op: Operation, settings: Settings, email: str, address: str | None
+) -> str:
+    """The normalised address (BAD_USER_INPUT when malformed), the request counted per client
+    address in a transaction of its own (RATE_LIMITED past the limit)."""
+    email = normalize_email(email)
+    # per client address only, so a refusal says nothing about accounts
+    await ratelimit.check_reset_request(op, settings, address)
+    return email
+
+
 async def request_password_reset(
     op: Operation, settings: Settings, email: str, client: Client
 ) -> bool:
     """Queue a reset mail if the account exists (and had none in the last minute); True.
 
-    The answer and the work are the same whether or not the account exists.
+    `email` is normalised and counted already (`prepare_reset_request`). The answer and the
+    work are the same whether or not the account exists.
     """
-    email = normalize_email(email)
-    # per client address only, so a refusal says nothing about accounts; before the
-    # operation's first statement (it records the request on a connection of its own)
-    await ratelimit.check_reset_request(op, settings, client.ip_address)
     async with op.as_role(LOGIN_ROLE) as conn:
         user_id = await conn.fetchval(RESET_USER_ID, email)
         # an unknown address gets a token too, for an id that names no account
@@ -192,30 +205,55 @@ async def reset_token_status(op: Operation, token: str) -> TokenStatus:
     return TokenStatus(valid=True, expires_at=row["expires_at"], email=mask_email(row["email"]))
 
 
-async def reset_password(
-    op: Operation,
-    settings: Settings,
-    passwords: Passwords,
-    token: str,
-    new_password: str,
-    client: Client,
-) -> SignedIn:
-    """Set the password with a reset token, end every session, sign a new one in.
+@dataclass(frozen=True, slots=True)
+class PreparedReset:
+    """A reset whose token was usable when checked, and the new password's hash."""
 
-    An unknown, expired or used token is BAD_USER_INPUT (field `token`) and changes nothing.
+    token: ResetToken
+    password_hash: str
+
+
+def invalid_token() -> AppError:
+    return AppError(Code.BAD_USER_INPUT, INVALID_TOKEN, field="token")
+
+
+async def prepare_reset(
+    op: Operation, passwords: Passwords, token: str, new_password: str
+) -> PreparedReset:
+    """Check the new password and the token, then hash, holding no connection.
+
+    A token that does not parse, or names no usable token, is refused before any hashing
+    (contract, Errors: load and abuse), BAD_USER_INPUT on `token`.
     """
     check_password(new_password, field="newPassword")
     parsed = ResetToken.parse(token)
     if parsed is None:
-        raise AppError(Code.BAD_USER_INPUT, INVALID_TOKEN, field="token")
-    # hashed before the transaction's row locks are taken: argon2 is the slow part
-    encoded = await passwords.hash(new_password)
+        raise invalid_token()
+
+    async def is_usable(conn: asyncpg.Connection) -> bool:
+        row = await conn.fetchrow(TOKEN_STATUS, parsed.user_id, parsed.token_id, parsed.hash)
+        return row is not None
+
+    if not await op.apart(is_usable):
+        raise invalid_token()
+    return PreparedReset(parsed, await passwords.hash(new_password))
+
+
+async def reset_password(
+    op: Operation, settings: Settings, reset: PreparedReset, client: Client
+) -> SignedIn:
+    """Set the password with a reset token, end every session, sign a new one in.
+
+    The database has the last word: a token used or expired since it was checked is
+    BAD_USER_INPUT (field `token`) and changes nothing.
+    """
+    token = reset.token
     async with op.as_role(LOGIN_ROLE) as conn:
         row = await conn.fetchrow(
-            RESET_PASSWORD, parsed.user_id, parsed.token_id, parsed.hash, encoded
+            RESET_PASSWORD, token.user_id, token.token_id, token.hash, reset.password_hash
         )
     if row is None:
-        raise AppError(Code.BAD_USER_INPUT, INVALID_TOKEN, field="token")
+        raise invalid_token()
     async with op.as_role("service_role") as conn:
         return await start_session(conn, settings, UserRow.from_record(row), client)
 
