@@ -7,8 +7,8 @@ off). The planner and the Strawberry path share the result, so no document is pa
 validated twice (contract, Errors).
 
 The cache is bounded by an estimate of the memory its syntax trees hold, not only by their
-number, and a large document is never kept: a client sending a hundred distinct 1 MiB
-documents makes the process no larger.
+number, and neither a large document nor a refused one is ever kept: a client sending a
+hundred distinct hostile documents makes the process no larger.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class Documents:
         max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.schema = schema
-        self.rules = [*specified_rules, *rules]
+        self.limits = list(rules)
+        self.rules = list(specified_rules)
         self.max_tokens = max_tokens
         self.max_bytes = max_bytes
         self._cache: OrderedDict[str, tuple[Document, int]] = OrderedDict()
@@ -126,7 +127,9 @@ class Documents:
             document = await asyncio.to_thread(self._load, query)
         else:
             document = self._load(query)
-        if len(query) <= LARGEST_CACHED:
+        # a refused document is not kept: its errors hold its whole syntax tree, and a client
+        # could fill the cache with refusals as cheaply as it sends them
+        if document.node is not None and len(query) <= LARGEST_CACHED:
             self._keep(query, document)
         return document
 
@@ -137,7 +140,11 @@ class Documents:
             if "tokens" in error.message and "Parsing aborted" in error.message:
                 return Document(None, [_too_complex(self.max_tokens)])
             return Document(None, [error])
-        errors = validate(self.schema, node, self.rules)
+        # our limits first, alone: some of graphql-core's rules take time quadratic in the
+        # number of fields (overlapping fields), so a document is measured before they run
+        errors = validate(self.schema, node, self.limits)
+        if not errors:
+            errors = validate(self.schema, node, self.rules)
         if errors:
             return Document(None, list(errors))
         return Document(node, [])
