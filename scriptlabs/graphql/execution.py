@@ -340,6 +340,9 @@ class Runner:
                 ctx.prepared[root.key] = await preparer(preparation, args)
             except (AppError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 ctx.prepared[root.key] = exc  # the field's error, raised by its resolver
+                # mutation fields are non-null and run in order: none after it will run, so
+                # none is prepared (no password hashed, no attempt counted for nothing)
+                break
 
     # -- Strawberry for the rest
 
