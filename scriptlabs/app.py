@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.runner = runner
         endpoint.bind(runner, services)
-        mail = MailSender(pool, settings)  # the outbox's sender, and the token clean-up
+        # the outbox's sender, and the token clean-up: it takes turns at the pool like any request
+        mail = MailSender(services.pool, settings)
         mail.start()
         try:
             yield

@@ -22,6 +22,7 @@ from scriptlabs.auth import mailer, reset
 from scriptlabs.auth.mailer import Content, MailSender
 from scriptlabs.auth.reset import ResetToken
 from scriptlabs.config import Settings
+from scriptlabs.db.operation import Pool
 from tests.conftest import Database, SmtpSink, create_database, free_port
 
 CONTENT = Content("Hello", "Plain body\n", "<p>HTML body</p>\n")
@@ -155,7 +156,7 @@ async def start_sender(sender_settings: Settings) -> AsyncIterator[Senders]:
         settings = replace(sender_settings, **changes)
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
         assert pool is not None
-        sender = MailSender(pool, settings, cleanup=False)
+        sender = MailSender(Pool(pool, asyncio.Semaphore(3), 10, 5000), settings, cleanup=False)
         started.append((sender, pool))
         sender.start()
         return sender
@@ -343,7 +344,8 @@ async def test_the_sender_runs_the_token_cleanup(
     )
     pool = await asyncpg.create_pool(sender_settings.database_url, min_size=1, max_size=2)
     assert pool is not None
-    sender = MailSender(pool, sender_settings)  # cleans up at start, then hourly
+    # cleans up at start, then hourly
+    sender = MailSender(Pool(pool, asyncio.Semaphore(2), 10, 5000), sender_settings)
     sender.start()
     try:
         await wait_for_rows(

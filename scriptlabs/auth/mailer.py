@@ -31,6 +31,7 @@ import aiosmtplib
 import asyncpg
 
 from scriptlabs.config import Settings
+from scriptlabs.db.operation import Pool
 
 log = logging.getLogger("scriptlabs.mail")
 
@@ -129,7 +130,7 @@ class MailSender:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Pool,
         settings: Settings,
         *,
         worker: str | None = None,
@@ -190,7 +191,7 @@ class MailSender:
 
     async def deliver_due(self) -> int:
         """One round: claim due messages, send them, record the outcome; how many were claimed."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.connection() as conn:
             rows = await conn.fetch(CLAIM_MAIL, self.worker, BATCH_SIZE, LEASE_SECONDS)
         mails = [QueuedMail.from_record(row) for row in rows]
         if not mails:
@@ -255,7 +256,7 @@ class MailSender:
         return retry_delay(attempts, self.settings.mail_retry_max_seconds)
 
     async def _mark(self, query: str, *args: object) -> None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.connection() as conn:
             await conn.execute(query, *args)
 
     # -- wake-ups
@@ -294,7 +295,7 @@ class MailSender:
     async def _run_cleanup(self) -> bool:
         """Run public.cleanup_expired_tokens() unless pg_cron does; False: not our job."""
         try:
-            async with self.pool.acquire() as conn:
+            async with self.pool.connection() as conn:
                 if await conn.fetchval(HAS_PG_CRON):
                     log.info("token clean-up is left to pg_cron")
                     return False
