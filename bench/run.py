@@ -484,8 +484,9 @@ def parse_args(argv: list[str]) -> Plan:
         type=float,
         default=5,
         metavar="SECONDS",
-        help="once, before round 1: seconds of load on every server for each of its scenarios "
-        "(Node's JIT needs more than one run's warm-up; default: 5)",
+        help="in round 1, before the runs at each number of workers: seconds of load per worker "
+        "on every server for each of its scenarios (Node's JIT needs more than one run's "
+        "warm-up; default: 5)",
     )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -723,44 +724,49 @@ def check_everything(
             asyncio.run(delete_bench_labs(admin_dsn, [catalogue.user_id]))
 
 
-def warm_up(plan: Plan, catalogue: Catalogue, servers: dict[tuple[str, int], Server]) -> None:
-    """Load every server with each of its read scenarios once before round 1: a fresh Node
-    process answers at about half speed for its first ten seconds or so (measured: v5's first
-    page at 900 req/s in the first run after a 2 s warm-up, 1,750 in the next round)."""
-    if plan.first_warmup <= 0:
+def warm_up(
+    plan: Plan, catalogue: Catalogue, servers: dict[tuple[str, int], Server], workers: int
+) -> None:
+    """Load every server of `workers` workers with each of its read scenarios, in round 1
+    just before their runs: a fresh Node process answers at about half speed for its first
+    several seconds of load per worker, which a run's own warm-up does not cover (measured:
+    v5's first page at 900 req/s in the first run after a 2 s warm-up, 1,750 in the next
+    round; at two workers, still 25 % more API CPU per request after 5 s of warm-up)."""
+    seconds = plan.first_warmup * workers
+    if seconds <= 0:
         return
     reads = [s for s in plan.scenarios if s not in ("create", "c1000")]
-    print(f"==> warming every server up: {plan.first_warmup:g} s per scenario", flush=True)
-    for workers in plan.workers:
-        for scenario in reads:
-            for system in systems_of(scenario, plan.peers):
-                server = servers[server_key(scenario, system, workers)]
-                wrk(
-                    server.url,
-                    body_of(scenario, catalogue, system),
-                    catalogue.token,
-                    connections=plan.connections,
-                    threads=plan.threads,
-                    duration=plan.first_warmup,
-                    timeout=plan.timeout,
-                    check=False,
-                )
+    print(
+        f"==> warming the servers of {workers} worker(s) up: {seconds:g} s a scenario", flush=True
+    )
+    for scenario in reads:
+        for system in systems_of(scenario, plan.peers):
+            server = servers[server_key(scenario, system, workers)]
+            wrk(
+                server.url,
+                body_of(scenario, catalogue, system),
+                catalogue.token,
+                connections=plan.connections,
+                threads=plan.threads,
+                duration=seconds,
+                timeout=plan.timeout,
+                check=False,
+            )
 
 
-def runs_of(plan: Plan, catalogues: list[Catalogue], round_no: int) -> Iterator[Run]:
-    """One round: for each number of workers, catalogue and scenario, every system back to
-    back (in the opposite order every other round), then c1000 at that number of workers."""
+def runs_of(plan: Plan, catalogues: list[Catalogue], round_no: int, workers: int) -> Iterator[Run]:
+    """One round at `workers` workers: for each catalogue and scenario, every system back to
+    back (in the opposite order every other round), then c1000."""
     by_name = {c.name: c for c in catalogues}
-    for workers in plan.workers:
-        for catalogue in catalogues:
-            for scenario in plan.scenarios:
-                if scenario == "c1000":
-                    continue
-                systems = systems_of(scenario, plan.peers)
-                for system in systems if round_no % 2 else reversed(systems):
-                    yield Run(scenario, catalogue, system, workers, round_no)
-        if "c1000" in plan.scenarios:
-            yield Run("c1000", by_name[plan.c1000_catalogue], "scriptlabs", workers, round_no)
+    for catalogue in catalogues:
+        for scenario in plan.scenarios:
+            if scenario == "c1000":
+                continue
+            systems = systems_of(scenario, plan.peers)
+            for system in systems if round_no % 2 else reversed(systems):
+                yield Run(scenario, catalogue, system, workers, round_no)
+    if "c1000" in plan.scenarios:
+        yield Run("c1000", by_name[plan.c1000_catalogue], "scriptlabs", workers, round_no)
 
 
 def peer_versions(plan: Plan, folder: Path) -> dict[str, str]:
@@ -815,15 +821,17 @@ def main(argv: list[str]) -> int:
                 sign_in(first, catalogues)
                 if round_no == 1:
                     check_everything(plan, catalogues, servers, admin_dsn)
-                    warm_up(plan, catalogues[0], servers)
                     if plan.profile > 0:
                         for catalogue in catalogues:
                             profile_first_page(plan, catalogue, first)
                 print(f"==> round {round_no} of {plan.rounds}", flush=True)
-                for run in runs_of(plan, catalogues, round_no):
-                    result = run_one(plan, run, servers, admin_dsn, cluster.pgdata)
-                    results.append(result)
-                    report(result)
+                for workers in plan.workers:
+                    if round_no == 1:
+                        warm_up(plan, catalogues[0], servers, workers)
+                    for run in runs_of(plan, catalogues, round_no, workers):
+                        result = run_one(plan, run, servers, admin_dsn, cluster.pgdata)
+                        results.append(result)
+                        report(result)
         finally:
             for server in servers.values():
                 server.stop()
