@@ -254,3 +254,14 @@ async def test_requests_wait_their_turn_then_get_503_with_retry_after(
             await tx.rollback()
         assert (await blocked).status_code == 200
         assert (await api.post("{ labs { nodes { id } } }", token=user.token)).status_code == 200
+
+
+async def test_a_document_planned_before_still_checks_the_session(api: Api) -> None:
+    user = await api.sign_up()
+    query = "query Again { labs(first: 1) { nodes { id } } }"
+    for _ in range(2):  # the second run reuses the statement kept with the document
+        await api.ok(query, token=user.token)
+    await api.ok("mutation { signOut }", token=user.token)
+    response = await api.post(query, token=user.token)
+    assert response.status_code == 401
+    assert error_codes(response.json()) == ["UNAUTHENTICATED"]
