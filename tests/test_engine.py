@@ -265,3 +265,22 @@ async def test_a_document_planned_before_still_checks_the_session(api: Api) -> N
     response = await api.post(query, token=user.token)
     assert response.status_code == 401
     assert error_codes(response.json()) == ["UNAUTHENTICATED"]
+
+
+async def test_a_statement_kept_for_one_caller_answers_another_with_their_own_rows(
+    settings: Settings,
+) -> None:
+    # one connection: every request reuses the statement prepared on it by the first
+    async with serve(replace(settings, db_pool_min=1, db_pool_max=1)) as c:
+        api = Api(c)
+        users = [await api.sign_up() for _ in range(2)]
+        for user in users:
+            await api.ok(
+                'mutation($t: String!) { createLab(input: {title: $t, author: "A"}) { id } }',
+                {"t": f"of {user.email}"},
+                token=user.token,
+            )
+        for _ in range(8):  # past PostgreSQL's five custom plans, into the generic one
+            for user in users:
+                data = await api.ok("{ labs { nodes { title } } }", token=user.token)
+                assert [n["title"] for n in data["labs"]["nodes"]] == [f"of {user.email}"]
