@@ -182,10 +182,10 @@ class Planner:
     def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
         columns = store.columns_for(out.names())
         rows = store.get_sql(columns, params.add(kwargs["id"]))
-        return f"(select {self._object(out.children, 'r', 'Lab')} from ({rows}) r)"
+        fields = self._fields(out.children, "f", "Lab")
+        return f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
 
     def _labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
-        top = out.names()
         fields = out.names("edges", "node") | out.names("nodes")
         query = lab_page_query(
             filter=kwargs.get("filter"),
@@ -196,71 +196,45 @@ class Planner:
             before=kwargs.get("before"),
         )
         where = query.where_sql(params)
-        rows_wanted = bool(top & {"edges", "nodes", "pageInfo"})
-        ctes = []
-        if rows_wanted:
-            columns = store.columns_for(fields, query.keys)
-            rows = query.rows_sql(columns, params, where=where)
-            order = ", ".join(k.sql_in("p") for k in query.scan)
-            numbered = f"select p.*, row_number() over (order by {order}) as n_ from ({rows}) p"
-            ctes.append(f"fetched as ({numbered})")
-        limit = query.page.limit
-        # output order: the scan's, reversed when paging backward
-        direction = "desc" if query.page.backward else "asc"
-        more = f"((select count(*) from fetched) > {int(limit)})"
+        page = _Page(query, where, store.columns_for(fields, query.keys), params)
         parts: list[str] = []
         for child in out.children:
             if child.name == "totalCount":
                 expr = f"(select count(*) from public.labs where {where})"
             elif child.name == "nodes":
-                node = self._object(child.children, "f", "Lab")
-                expr = self._list(node, direction, limit)
+                expr = page.array(self._fields(child.children, "f", "Lab"))
             elif child.name == "edges":
-                edge = self._edge(child.children, query)
-                expr = self._list(edge, direction, limit)
+                expr = page.array(self._edge(child.children, query))
             elif child.name == "pageInfo":
-                expr = self._page_info(child.children, query, more, direction, limit, params)
+                expr = self._page_info(child.children, page)
             else:  # __typename
                 expr = "'LabConnection'"
             parts.append(f"{expr} as {_alias(child.key)}")
-        body = f"select row_to_json(c_) from (select {', '.join(parts)}) c_"
-        return f"(with {', '.join(ctes)} {body})" if ctes else f"({body})"
-
-    @staticmethod
-    def _list(element: str, direction: str, limit: int) -> str:
-        return (
-            f"(select coalesce('[' || string_agg(({element})::text, ',' order by f.n_ {direction})"
-            f" || ']', '[]')::json from fetched f where f.n_ <= {int(limit)})"
-        )
+        return f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
 
     def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
         parts = []
+        node = ""
         for out in outs:
             if out.name == "cursor":
                 expr = query.cursor_sql("f")
             elif out.name == "node":
-                expr = self._object(out.children, "f", "Lab")
+                node = f"cross join lateral ({self._fields(out.children, 'f', 'Lab')}) n_ "
+                expr = "row_to_json(n_)"
             else:
                 expr = "'LabEdge'"
             parts.append(f"{expr} as {_alias(out.key)}")
-        return f"(select row_to_json(e_) from (select {', '.join(parts)}) e_)"
+        # a lateral subquery of expressions only is pulled up: no plan per row
+        return f"{node}cross join lateral (select {', '.join(parts)}) e_"
 
-    def _page_info(
-        self,
-        outs: tuple[Out, ...],
-        query: store.PageQuery,
-        more: str,
-        direction: str,
-        limit: int,
-        params: JsonParams,
-    ) -> str:
+    def _page_info(self, outs: tuple[Out, ...], page: _Page) -> str:
+        query = page.query
+        more = page.more()
         backward = query.page.backward
         has_next = ("true" if query.page.before is not None else "false") if backward else more
         has_previous = more if backward else ("true" if query.page.after is not None else "false")
-        if limit == 0:  # an empty page, as store.list_labs answers it
+        if query.page.limit == 0:  # an empty page, as store.list_labs answers it
             has_next = has_previous = "false"
-        first_row = "min" if direction == "asc" else "max"
-        last_row = "max" if direction == "asc" else "min"
         parts = []
         for out in outs:
             if out.name == "hasNextPage":
@@ -268,17 +242,14 @@ class Planner:
             elif out.name == "hasPreviousPage":
                 expr = has_previous
             elif out.name in ("startCursor", "endCursor"):
-                pick = first_row if out.name == "startCursor" else last_row
-                expr = (
-                    f"(select {query.cursor_sql('f')} from fetched f where f.n_ = "
-                    f"(select {pick}(n_) from fetched where n_ <= {int(limit)}))"
-                )
+                expr = page.cursor(last=out.name == "endCursor")
             else:
                 expr = "'PageInfo'"
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
 
-    def _object(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
+    def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
+        """`select <each field's JSON> as "key", ...` over the columns of `row`."""
         parts = []
         for out in outs:
             if out.name == "__typename":
@@ -286,7 +257,57 @@ class Planner:
             else:
                 expr = self._lab_sql[out.name](f"{row}.{FIELD_COLUMNS[out.name]}")
             parts.append(f"{expr} as {_alias(out.key)}")
-        return f"(select row_to_json(o_) from (select {', '.join(parts)}) o_)"
+        return f"select {', '.join(parts)}"
+
+
+@dataclass(slots=True)
+class _Page:
+    """The SQL of one page's rows, and what is built over them."""
+
+    query: store.PageQuery
+    where: str
+    columns: list[str]
+    params: JsonParams
+
+    def rows(self) -> str:
+        """The page's rows (at most `limit`), as the loader reads them, in scan order."""
+        fetched = self.query.rows_sql(self.columns, self.params, where=self.where)
+        scan = ", ".join(k.sql_in("r_") for k in self.query.scan)
+        limit = self.params.add(self.query.page.limit)
+        return f"select * from ({fetched}) r_ order by {scan} limit {limit}"
+
+    def order(self, alias: str, *, reverse: bool = False) -> str:
+        """The page's own order (the scan's, reversed when paging backward)."""
+        keys = self.query.keys
+        return ", ".join((k.reversed() if reverse else k).sql_in(alias) for k in keys)
+
+    def array(self, element: str) -> str:
+        """A JSON array of one object per row, in the page's order. `element` is a select list
+        over `f` (nodes) or lateral joins ending in `e_` (edges)."""
+        if self.query.page.limit == 0:
+            return "'[]'::json"
+        if element.startswith("select "):
+            element, alias = f"cross join lateral ({element}) o_", "o_"
+        else:
+            alias = "e_"
+        items = (
+            f"array(select row_to_json({alias})::text from ({self.rows()}) f {element} "
+            f"order by {self.order('f')})"
+        )
+        return f"('[' || array_to_string({items}, ',') || ']')::json"
+
+    def more(self) -> str:
+        """Whether rows follow the page in its scan (the loader's `limit + 1` read)."""
+        fetched = self.query.rows_sql(["id"], self.params, where=self.where)
+        return f"((select count(*) from ({fetched}) m_) > {self.params.add(self.query.page.limit)})"
+
+    def cursor(self, *, last: bool) -> str:
+        if self.query.page.limit == 0:
+            return "null"
+        return (
+            f"(select {self.query.cursor_sql('f')} from ({self.rows()}) f "
+            f"order by {self.order('f', reverse=last)} limit 1)"
+        )
 
 
 def _alias(key: str) -> str:
