@@ -26,6 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from scriptlabs.labs import demo_words as words
+from scriptlabs.labs.columns import ALL_COLUMNS
 
 EMAIL_DOMAIN = "scriptlabs.test"
 DEFAULT_PASSWORD = "demo-password"  # contract: the default of --password
@@ -39,21 +40,8 @@ ADVISORY_LOCK_KEY = 0x5C_D3_40_DA_7A  # any fixed bigint
 SPAN_YEARS = 5
 OLDEST_PUBLICATION_YEAR = 1850
 
-LAB_COLUMNS = (
-    "user_id",
-    "id",
-    "title",
-    "author",
-    "category",
-    "publication_year",
-    "isbn",
-    "rating",
-    "reading_status",
-    "notes",
-    "cover_url",
-    "created_at",
-    "updated_at",
-)
+# the owner, then every column of the field table (LabRecord and generate_labs follow it)
+LAB_COLUMNS = ("user_id", *ALL_COLUMNS)
 
 LOCK_DEMO_NUMBERS = "select pg_advisory_xact_lock($1)"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scriptlabs.db.sql import Placeholders
-from scriptlabs.labs.columns import ALL_COLUMNS
+from scriptlabs.labs.columns import FILTER_COLUMNS
 
 # operator → SQL template on (column, placeholder)
 _BINARY = {
@@ -30,14 +30,14 @@ OPERATORS = frozenset(_BINARY) | {"isNull"}
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """`column <op> value`; `column` comes from the whitelist in columns.py."""
+    """`column <op> value`; `column` is a filterable one of the table in columns.py."""
 
     column: str
     op: str
     value: Any
 
     def __post_init__(self) -> None:
-        if self.column not in ALL_COLUMNS or self.op not in OPERATORS:
+        if self.column not in FILTER_COLUMNS or self.op not in OPERATORS:
             raise ValueError(f"bad condition {self.column} {self.op}")
 
 

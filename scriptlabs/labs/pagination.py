@@ -18,12 +18,12 @@ import orjson
 
 from scriptlabs.db.sql import Placeholders
 from scriptlabs.errors import AppError, Code
-from scriptlabs.labs.columns import NULLABLE_COLUMNS, OrderField
+from scriptlabs.labs.columns import LAB_FIELDS, NULLABLE_COLUMNS, OrderField
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-TIME_COLUMNS = frozenset({"created_at", "updated_at"})
-INT_COLUMNS = frozenset({"rating", "publication_year"})
+TIME_COLUMNS = frozenset(f.column for f in LAB_FIELDS if f.sql_type == "timestamptz")
+INT_COLUMNS = frozenset(f.column for f in LAB_FIELDS if f.sql_type == "int4")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MICROSECOND = dt.timedelta(microseconds=1)
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
@@ -138,7 +138,7 @@ def _decode_value(column: str, value: Any) -> Any:
         if not isinstance(value, str):  # uuid.UUID(123) raises AttributeError
             raise ValueError("not a uuid")
         return uuid.UUID(value)
-    if column in ("rating", "publication_year"):
+    if column in INT_COLUMNS:
         if type(value) is not int or not INT4_MIN <= value <= INT4_MAX:
             raise ValueError("not an int4")
         return value

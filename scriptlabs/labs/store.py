@@ -14,7 +14,13 @@ from scriptlabs.db.operation import Operation
 from scriptlabs.db.sql import Params, Placeholders
 from scriptlabs.errors import AppError, Code
 from scriptlabs.labs import rules
-from scriptlabs.labs.columns import FIELD_COLUMNS, ReadingStatus, select_list
+from scriptlabs.labs.columns import (
+    BY_ATTRIBUTE,
+    FIELD_COLUMNS,
+    WRITABLE,
+    ReadingStatus,
+    select_list,
+)
 from scriptlabs.labs.filters import LabWhere, compile_where
 from scriptlabs.labs.pagination import (
     PageRequest,
@@ -166,26 +172,18 @@ async def delete_lab(op: Operation, lab_id: uuid.UUID) -> uuid.UUID:
     return uuid.UUID(str(deleted))
 
 
-IMPORT_COLUMNS = [c for c in FIELD_COLUMNS.values() if c not in ("created_at", "updated_at")]
-_IMPORT_TYPES = {
-    "id": "uuid",
-    "title": "text",
-    "author": "text",
-    "category": "text",
-    "publication_year": "int4",
-    "isbn": "text",
-    "rating": "int4",
-    "reading_status": "text",
-    "notes": "text",
-    "cover_url": "text",
-}
+# the id (made here) and the writable fields, a null taking the column's default if it has one
+_IMPORTED = (BY_ATTRIBUTE["id"], *WRITABLE)
+IMPORT_COLUMNS = [f.column for f in _IMPORTED]
+# the arrays' element types: varchar(n) travels as text (rules have checked its length)
+_IMPORT_TYPES = {f.column: "text" if f.sql_type == "varchar" else f.sql_type for f in _IMPORTED}
+_IMPORT_VALUES = [
+    f"coalesce(t.{f.column}, {f.default})" if f.writable and f.default else f"t.{f.column}"
+    for f in _IMPORTED
+]
 IMPORT_LABS = f"""
 insert into public.labs ({", ".join(IMPORT_COLUMNS)})
-select {
-    ", ".join(
-        f"coalesce(t.{c}, 'to_read')" if c == "reading_status" else f"t.{c}" for c in IMPORT_COLUMNS
-    )
-}
+select {", ".join(_IMPORT_VALUES)}
 from unnest({", ".join(f"${i}::{_IMPORT_TYPES[c]}[]" for i, c in enumerate(IMPORT_COLUMNS, 1))})
      as t({", ".join(IMPORT_COLUMNS)})
 """
