@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+
+from scriptlabs.labs.columns import BY_COLUMN, LAB_FIELDS
 
 
 class Code(enum.StrEnum):
@@ -48,6 +51,44 @@ class AppError(Exception):
         field = f"{prefix}.{self.field}" if self.field else prefix
         return AppError(self.code, self.message, field=field)
 
+    def named(self, name: Callable[[str], str]) -> AppError:
+        """The same error with a lab field named as `name` names it (see FieldError)."""
+        return self
+
+
+class FieldError(AppError):
+    """An error on one field of a lab, named by its attribute (`publication_year`), under
+    `path` (`labs[2]`). Its message is a template on `{field}`, so that the GraphQL layer can
+    name the field as clients know it (`publicationYear`) with `named()`."""
+
+    def __init__(
+        self,
+        attribute: str,
+        template: str,
+        *,
+        path: str | None = None,
+        code: Code = Code.BAD_USER_INPUT,
+    ) -> None:
+        super().__init__(code, template.format(field=attribute), field=_under(path, attribute))
+        self.attribute = attribute
+        self.template = template
+        self.path = path
+
+    def at(self, prefix: str) -> FieldError:
+        path = _under(prefix, self.path)
+        return FieldError(self.attribute, self.template, path=path, code=self.code)
+
+    def named(self, name: Callable[[str], str]) -> AppError:
+        shown = name(self.attribute)
+        return AppError(
+            self.code, self.template.format(field=shown), field=_under(self.path, shown)
+        )
+
+
+def _under(path: str | None, name: str | None) -> str:
+    parts = [p for p in (path, name) if p]
+    return ".".join(parts)
+
 
 def unauthenticated(message: str = "Authentication required") -> AppError:
     return AppError(Code.UNAUTHENTICATED, message)
@@ -59,34 +100,13 @@ def bad_input(message: str, field: str | None = None) -> AppError:
 
 INTERNAL_MESSAGE = "Internal server error"
 
-# constraint name → (field, message). Field names are the GraphQL ones.
+# constraint name → (field, message), besides the labs_<column>_check of the field table
 CONSTRAINTS: dict[str, tuple[str | None, str]] = {
-    "labs_title_check": ("title", "title must not be blank"),
-    "labs_author_check": ("author", "author must not be blank"),
-    "labs_category_check": ("category", "category must not be blank"),
-    "labs_publication_year_check": (
-        "publicationYear",
-        "publicationYear must be between 1000 and ten years from now",
-    ),
-    "labs_isbn_check": ("isbn", "isbn is not a valid ISBN-10 or ISBN-13"),
-    "labs_rating_check": ("rating", "rating must be between 1 and 5"),
-    "labs_reading_status_check": ("readingStatus", "readingStatus is not valid"),
-    "labs_notes_check": ("notes", "notes must be at most 10000 characters"),
-    "labs_cover_url_check": ("coverUrl", "coverUrl must be an http or https URL"),
     "users_email_key": ("email", "An account with this email already exists"),
 }
-
-# column name → GraphQL field, for errors that name a column (not-null, too long)
-COLUMNS = {
-    "title": "title",
-    "author": "author",
-    "category": "category",
-    "publication_year": "publicationYear",
-    "isbn": "isbn",
-    "rating": "rating",
-    "reading_status": "readingStatus",
-    "notes": "notes",
-    "cover_url": "coverUrl",
+# labs_<column>_check → (attribute, message template) of the field it checks
+LAB_CHECKS: dict[str, tuple[str, str]] = {
+    f"labs_{f.column}_check": (f.attribute, f.check) for f in LAB_FIELDS if f.check is not None
 }
 
 
@@ -96,19 +116,21 @@ def from_db_error(exc: BaseException) -> AppError:
         return AppError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
     sqlstate = exc.sqlstate or ""
     constraint = getattr(exc, "constraint_name", None)
+    code = Code.CONFLICT if sqlstate == "23505" else Code.BAD_USER_INPUT
+    if constraint in LAB_CHECKS:
+        attribute, template = LAB_CHECKS[constraint]
+        return FieldError(attribute, template, code=code)
     if constraint in CONSTRAINTS:
         field, message = CONSTRAINTS[constraint]
-        code = Code.CONFLICT if sqlstate == "23505" else Code.BAD_USER_INPUT
         return AppError(code, message, field=field)
     if sqlstate == "57014":
         return AppError(Code.TIMEOUT, "The operation took too long and was cancelled")
     if sqlstate == "42501":
         return AppError(Code.FORBIDDEN, "Not allowed")
     if sqlstate.startswith("23") or sqlstate.startswith("22"):
-        column = getattr(exc, "column_name", None)
-        return AppError(
-            Code.BAD_USER_INPUT,
-            "A value is not valid for this field",
-            field=COLUMNS.get(column or ""),
-        )
+        # a column named by the error (not null, too long): its field, if a lab's writable one
+        written = BY_COLUMN.get(getattr(exc, "column_name", None) or "")
+        if written is not None and written.writable:
+            return FieldError(written.attribute, "A value is not valid for this field")
+        return AppError(Code.BAD_USER_INPUT, "A value is not valid for this field")
     return AppError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)

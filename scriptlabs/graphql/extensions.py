@@ -14,6 +14,7 @@ from graphql import GraphQLError
 
 from scriptlabs.db.operation import Skipped
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
+from scriptlabs.graphql.fields import graphql_name
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -23,9 +24,19 @@ def _public(error: GraphQLError) -> GraphQLError | None:
     if isinstance(original, (Skipped, asyncpg.InFailedSQLTransactionError)):
         return None  # a consequence of an earlier error, reported already
     if isinstance(original, AppError):
-        return error
+        named = original.named(graphql_name)  # a lab field as clients know it
+        if named is original:
+            return error
+        return GraphQLError(
+            named.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions=named.extensions,
+        )
     if isinstance(original, asyncpg.PostgresError):
-        mapped = from_db_error(original)
+        mapped = from_db_error(original).named(graphql_name)
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("database error in %s", error.path, exc_info=original)
         return GraphQLError(

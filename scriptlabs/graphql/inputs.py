@@ -9,9 +9,10 @@ import strawberry
 from strawberry.types.unset import UNSET
 
 from scriptlabs.errors import AppError, Code
+from scriptlabs.graphql.fields import graphql_name
 from scriptlabs.graphql.types import LabOrderField, OrderDirection, ReadingStatus
 from scriptlabs.labs import isbn as isbn_rules
-from scriptlabs.labs.columns import OrderField
+from scriptlabs.labs.columns import FILTERABLE, WRITABLE, OrderField
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
 from scriptlabs.labs.filters import Condition, LabWhere
 
@@ -101,18 +102,6 @@ class UpdateLabInput:
     cover_url: str | None = UNSET
 
 
-# LabFilter attribute → column
-_FILTER_FIELDS: tuple[str, ...] = (
-    "title",
-    "author",
-    "category",
-    "isbn",
-    "rating",
-    "publication_year",
-    "reading_status",
-    "created_at",
-    "updated_at",
-)
 _OPERATORS: tuple[tuple[str, str], ...] = (
     ("eq", "eq"),
     ("neq", "neq"),
@@ -156,14 +145,6 @@ def _storable(value: Any) -> bool:
     return True
 
 
-_FIELD_NAMES = {
-    "publication_year": "publicationYear",
-    "reading_status": "readingStatus",
-    "created_at": "createdAt",
-    "updated_at": "updatedAt",
-}
-
-
 def to_where(f: LabFilter | None, path: str = "filter") -> LabWhere | None:
     """LabFilter → LabWhere. Null operators are ignored, as if they were not given.
 
@@ -174,16 +155,17 @@ def to_where(f: LabFilter | None, path: str = "filter") -> LabWhere | None:
         return None
     assert f is not None
     conditions: list[Condition] = []
-    for column in _FILTER_FIELDS:  # attribute names are the column names
-        operators = getattr(f, column)
+    for lab_field in FILTERABLE:  # LabFilter's attributes are the table's
+        operators = getattr(f, lab_field.attribute)
         if not given(operators):
             continue
+        column = lab_field.column
         for op_attr, op in _OPERATORS:
             value = getattr(operators, op_attr, None)
             if not given(value):
                 continue
             if not _storable(value):
-                field = f"{path}.{_FIELD_NAMES.get(column, column)}"
+                field = f"{path}.{graphql_name(lab_field.attribute)}"
                 raise AppError(Code.BAD_USER_INPUT, f"{field}.{op} cannot be stored", field=field)
             conditions.append(Condition(column, op, _value(column, op, value)))
     return LabWhere(
@@ -207,25 +189,13 @@ def to_order(order: list[LabOrder] | None) -> tuple[tuple[OrderField, bool], ...
     return tuple((OrderField[o.field.value], o.direction is OrderDirection.DESC) for o in order)
 
 
-_LAB_FIELDS = (
-    ("title", "title"),
-    ("author", "author"),
-    ("category", "category"),
-    ("publication_year", "publicationYear"),
-    ("isbn", "isbn"),
-    ("rating", "rating"),
-    ("reading_status", "readingStatus"),
-    ("notes", "notes"),
-    ("cover_url", "coverUrl"),
-)
-
-
 def lab_values(data: CreateLabInput | UpdateLabInput) -> dict[str, Any]:
-    """The given fields by GraphQL name; UNSET ones (update: unchanged) are left out."""
+    """The given fields by attribute (the inputs' attributes are the table's); UNSET ones
+    (update: unchanged) are left out."""
     values: dict[str, Any] = {}
-    for attr, name in _LAB_FIELDS:
-        value = getattr(data, attr)
+    for lab_field in WRITABLE:
+        value = getattr(data, lab_field.attribute)
         if value is UNSET:
             continue
-        values[name] = value
+        values[lab_field.attribute] = value
     return values

@@ -50,9 +50,9 @@ from strawberry.types.arguments import convert_arguments
 
 from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code
+from scriptlabs.graphql.fields import FIELD_COLUMNS, columns_for
 from scriptlabs.graphql.resolvers.labs import lab_page_query
 from scriptlabs.labs import store
-from scriptlabs.labs.columns import FIELD_COLUMNS
 
 log = logging.getLogger("scriptlabs.planner")
 
@@ -180,7 +180,7 @@ class Planner:
         return self._roots[out.name](out, kwargs, params)
 
     def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
-        columns = store.columns_for(out.names())
+        columns = columns_for(out.names())
         rows = store.get_sql(columns, params.add(kwargs["id"]))
         fields = self._fields(out.children, "f", "Lab")
         return f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
@@ -196,7 +196,7 @@ class Planner:
             before=kwargs.get("before"),
         )
         where = query.where_sql(params)
-        page = _Page(query, where, store.columns_for(fields, query.keys), params)
+        page = _Page(query, where, columns_for(fields, query.keys), params)
         parts: list[str] = []
         for child in out.children:
             if child.name == "totalCount":

@@ -12,6 +12,7 @@ import strawberry
 from scriptlabs.auth.accounts import SignedIn, UserRow
 from scriptlabs.auth.sessions import SessionRow
 from scriptlabs.auth.sessions import SignOutScope as StoredSignOutScope
+from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
 
 # the domain's enum, registered as the GraphQL enum ReadingStatus (names shown, values stored)
@@ -71,21 +72,11 @@ class Lab:
     def from_row(cls, row: Any) -> Lab:
         """From a record holding the selected columns; the others stay None, unread."""
         get = row.get
-        status = get("reading_status")
-        return cls(
-            id=row["id"],
-            title=get("title"),
-            author=get("author"),
-            category=get("category"),
-            publication_year=get("publication_year"),
-            isbn=get("isbn"),
-            rating=get("rating"),
-            reading_status=StoredStatus(status) if status is not None else None,  # type: ignore
-            notes=get("notes"),
-            cover_url=get("cover_url"),
-            created_at=get("created_at"),
-            updated_at=get("updated_at"),
-        )
+        values = {f.attribute: get(f.column) for f in LAB_FIELDS}
+        values["id"] = row["id"]
+        if values["reading_status"] is not None:
+            values["reading_status"] = StoredStatus(values["reading_status"])
+        return cls(**values)
 
 
 @strawberry.type

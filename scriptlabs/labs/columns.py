@@ -149,22 +149,6 @@ LAB_FIELDS: tuple[LabField, ...] = (
     ),
 )
 
-# GraphQL field name → column (to go: the domain will name fields by attribute)
-FIELD_COLUMNS: dict[str, str] = {
-    "id": "id",
-    "title": "title",
-    "author": "author",
-    "category": "category",
-    "publicationYear": "publication_year",
-    "isbn": "isbn",
-    "rating": "rating",
-    "readingStatus": "reading_status",
-    "notes": "notes",
-    "coverUrl": "cover_url",
-    "createdAt": "created_at",
-    "updatedAt": "updated_at",
-}
-
 BY_ATTRIBUTE: dict[str, LabField] = {f.attribute: f for f in LAB_FIELDS}
 BY_COLUMN: dict[str, LabField] = {f.column: f for f in LAB_FIELDS}
 WRITABLE: tuple[LabField, ...] = tuple(f for f in LAB_FIELDS if f.writable)

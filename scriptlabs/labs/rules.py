@@ -5,59 +5,54 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from scriptlabs.errors import AppError, Code
+from scriptlabs.errors import FieldError
 from scriptlabs.labs import isbn as isbn_rules
+from scriptlabs.labs.columns import BY_ATTRIBUTE
 
 WHITESPACE = " \t\r\n\f\v"
-LIMITS = {"title": 500, "author": 300, "category": 100}
-NOTES_MAX = 10_000
-
-
-def _bad(field: str, message: str) -> AppError:
-    return AppError(Code.BAD_USER_INPUT, message, field=field)
 
 
 def clean(values: dict[str, Any], *, creating: bool) -> dict[str, Any]:
-    """Check and normalise the given fields (GraphQL names → stored values, same names).
+    """Check and normalise the given fields (attribute → stored value, same attributes).
 
-    Absent keys stay absent (update: unchanged); an explicit None clears, except title
-    and author, which cannot be cleared.
+    Absent keys stay absent (update: unchanged); an explicit None clears, except for a
+    field that is not nullable: on create it takes the column's default if it has one,
+    otherwise (title, author; readingStatus on update) it is refused.
+    Errors are FieldErrors naming the attribute.
     """
     out: dict[str, Any] = {}
     for name, value in values.items():
+        field = BY_ATTRIBUTE[name]
         if isinstance(value, str) and "\x00" in value:
             # PostgreSQL text cannot hold NUL: refuse it here, where the field is known
-            raise _bad(name, f"{name} must not contain NUL characters")
+            raise FieldError(name, "{field} must not contain NUL characters")
+        if value is None:
+            if not field.nullable:
+                if creating and field.default is not None:
+                    continue  # the column default
+                raise FieldError(name, "{field} cannot be null")
+            out[name] = None
+            continue
         if name in ("title", "author"):
-            if value is None:
-                raise _bad(name, f"{name} cannot be null")
             value = value.strip(WHITESPACE)
             if not value:
-                raise _bad(name, f"{name} must not be blank")
-            if len(value) > LIMITS[name]:
-                raise _bad(name, f"{name} must be at most {LIMITS[name]} characters")
-        elif name == "category" and value is not None:
+                raise FieldError(name, "{field} must not be blank")
+        elif name == "category":
             value = value.strip(WHITESPACE) or None  # contract: blank means null
-            if value is not None and len(value) > LIMITS["category"]:
-                raise _bad(name, f"category must be at most {LIMITS['category']} characters")
-        elif name == "isbn" and value is not None:
+        elif name == "isbn":
             value = isbn_rules.normalize(value)
             if not isbn_rules.is_valid(value):
-                raise _bad(name, "isbn is not a valid ISBN-10 or ISBN-13")
-        elif name == "rating" and value is not None and not 1 <= value <= 5:
-            raise _bad(name, "rating must be between 1 and 5")
-        elif name == "publicationYear" and value is not None:
+                raise FieldError(name, "{field} is not a valid ISBN-10 or ISBN-13")
+        elif name == "rating" and not 1 <= value <= 5:
+            raise FieldError(name, "{field} must be between 1 and 5")
+        elif name == "publication_year":
             latest = dt.datetime.now(dt.UTC).year + 10
             if not 1000 <= value <= latest:
-                raise _bad(name, f"publicationYear must be between 1000 and {latest}")
-        elif name == "notes" and value is not None and len(value) > NOTES_MAX:
-            raise _bad(name, f"notes must be at most {NOTES_MAX} characters")
-        elif name == "coverUrl" and value is not None:
-            if not value.startswith(("http://", "https://")):
-                raise _bad(name, "coverUrl must be an http or https URL")
-        elif name == "readingStatus" and value is None:
-            if creating:
-                continue  # the column default
-            raise _bad(name, "readingStatus cannot be null")
+                raise FieldError(name, f"{{field}} must be between 1000 and {latest}")
+        elif name == "cover_url" and not value.startswith(("http://", "https://")):
+            raise FieldError(name, "{field} must be an http or https URL")
+        limit = field.max_length
+        if limit is not None and value is not None and len(value) > limit:
+            raise FieldError(name, f"{{field}} must be at most {limit} characters")
         out[name] = value
     return out

@@ -4,7 +4,7 @@ the caller's rows, so no query here names a user."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,8 @@ from scriptlabs.db.sql import Params, Placeholders
 from scriptlabs.errors import AppError, Code
 from scriptlabs.labs import rules
 from scriptlabs.labs.columns import (
+    ALL_COLUMNS,
     BY_ATTRIBUTE,
-    FIELD_COLUMNS,
     WRITABLE,
     ReadingStatus,
     select_list,
@@ -84,11 +84,11 @@ class PageQuery:
         return cursor_sql(self.keys, alias)
 
 
-def columns_for(fields: set[str], keys: tuple[SortKey, ...] = ()) -> list[str]:
-    """Columns for the selected Lab fields, plus what cursors need; in table order."""
-    wanted = {FIELD_COLUMNS[f] for f in fields if f in FIELD_COLUMNS} | {"id"}
+def columns_for(attributes: Iterable[str], keys: tuple[SortKey, ...] = ()) -> list[str]:
+    """Columns for the given Lab attributes, plus what cursors need; in table order."""
+    wanted = {BY_ATTRIBUTE[a].column for a in attributes} | {"id"}
     wanted |= {k.column for k in keys}
-    return [c for c in FIELD_COLUMNS.values() if c in wanted]
+    return [c for c in ALL_COLUMNS if c in wanted]
 
 
 async def list_labs(op: Operation, query: PageQuery, columns: list[str]) -> Page:
@@ -123,12 +123,12 @@ async def get_lab(op: Operation, lab_id: uuid.UUID, columns: list[str]) -> async
 
 
 def _stored(values: dict[str, Any]) -> dict[str, Any]:
-    """GraphQL names → column names, enums → stored text."""
+    """Attributes → column names, enums → stored text."""
     out: dict[str, Any] = {}
     for name, value in values.items():
         if isinstance(value, ReadingStatus):
             value = value.value
-        out[FIELD_COLUMNS[name]] = value
+        out[BY_ATTRIBUTE[name].column] = value
     return out
 
 

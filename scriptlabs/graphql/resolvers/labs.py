@@ -13,6 +13,7 @@ from strawberry.types.unset import UNSET
 from scriptlabs.db.operation import Operation
 from scriptlabs.errors import AppError, from_db_error
 from scriptlabs.graphql.context import Context
+from scriptlabs.graphql.fields import columns_for
 from scriptlabs.graphql.inputs import (
     CreateLabInput,
     LabFilter,
@@ -92,7 +93,7 @@ async def load_lab_page(
     are selected, cursors only when edges or pageInfo are."""
     if not top & {"edges", "nodes", "pageInfo"}:
         return LabPage(op, query.where, [], [], False, False)
-    page = await store.list_labs(op, query, store.columns_for(fields, query.keys))
+    page = await store.list_labs(op, query, columns_for(fields, query.keys))
     cursors = [page.cursor(r) for r in page.rows] if top & {"edges", "pageInfo"} else []
     return LabPage(op, query.where, page.rows, cursors, page.has_next, page.has_previous)
 
@@ -136,14 +137,14 @@ async def labs(
 
 async def lab(info: Info[Context, None], id: uuid.UUID) -> Lab | None:
     op = info.context.user_operation()
-    row = await store.get_lab(op, id, store.columns_for(children(info)))
+    row = await store.get_lab(op, id, columns_for(children(info)))
     return Lab.from_row(row) if row is not None else None
 
 
 async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:
     op = info.context.user_operation()
     try:
-        row = await store.create_lab(op, lab_values(input), store.columns_for(children(info)))
+        row = await store.create_lab(op, lab_values(input), columns_for(children(info)))
     except (AppError, asyncpg.PostgresError) as exc:
         raise _under_input(exc) from None
     return Lab.from_row(row)
@@ -152,7 +153,7 @@ async def create_lab(info: Info[Context, None], input: CreateLabInput) -> Lab:
 async def update_lab(info: Info[Context, None], id: uuid.UUID, input: UpdateLabInput) -> Lab:
     op = info.context.user_operation()
     try:
-        row = await store.update_lab(op, id, lab_values(input), store.columns_for(children(info)))
+        row = await store.update_lab(op, id, lab_values(input), columns_for(children(info)))
     except (AppError, asyncpg.PostgresError) as exc:
         raise _under_input(exc) from None
     return Lab.from_row(row)
