@@ -102,10 +102,13 @@ class Pool:
             await self.give_back(conn)
 
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
-        try:
-            await asyncio.wait_for(self.gate.acquire(), self.wait)
-        except TimeoutError:
-            raise PoolBusy(max(1, round(self.wait))) from None
+        if self.gate.locked():  # wait for a turn, for a bounded time
+            try:
+                await asyncio.wait_for(self.gate.acquire(), self.wait)
+            except TimeoutError:
+                raise PoolBusy(max(1, round(self.wait))) from None
+        else:  # a free turn: no timer, no task
+            await self.gate.acquire()
         try:
             return await self.pool.acquire()
         except BaseException:

@@ -73,7 +73,13 @@ class Document:
     errors: list[GraphQLError]
     # what the planner derived from it, by operation name (planner.Planner keeps it here so
     # that a document's plans leave the cache with it)
-    plans: dict[str | None, Any] = field(default_factory=dict)
+    plans: dict[Any, Any] = field(default_factory=dict)
+
+    def shapes(self, name: str | None) -> dict[str, Any]:
+        """The planner's response shapes of operation `name`, by response key (kept here so
+        that they leave the cache with the document)."""
+        shapes: dict[str, Any] = self.plans.setdefault(("shapes", name), {})
+        return shapes
 
     def operation(self, name: str | None) -> OperationDefinitionNode | GraphQLError:
         """The operation to run, as GetOperation in the specification chooses it."""

@@ -171,7 +171,9 @@ class Runner:
         ctx = Context(self.services, claims, request.client, op)
         try:
             if kind is OperationType.QUERY:
-                self._plan(roots, fragments, coerced, claims)
+                # no directive, no variable in the shape: it is kept with the document
+                shapes = None if "@" in request.query else document.shapes(request.operation_name)
+                self._plan(roots, fragments, coerced, claims, shapes)
                 run = self._query(request, document, operation, roots, ctx, coerced)
             else:
                 run = self._mutation(request, document.node, operation, roots, ctx, coerced)
@@ -224,7 +226,10 @@ class Runner:
         fragments: dict[str, FragmentDefinitionNode],
         variables: Any,
         claims: Claims,
+        shapes: dict[str, Out] | None,
     ) -> None:
+        """Shape the plannable roots; `shapes`, when given, keeps the shapes of a document
+        without directives (they do not depend on the variables) for its next requests."""
         planner = self.planner
         if planner is None:
             return
@@ -238,8 +243,14 @@ class Runner:
                 root.shape = Out(root.key, name)
                 root.error = field_error(error, root.nodes, root.key)
                 continue
+            kept = shapes.get(root.key) if shapes is not None else None
+            if kept is not None:
+                root.shape = kept
+                continue
             try:
                 root.shape = planner.shape(root.nodes, fragments, variables)
+                if shapes is not None:
+                    shapes[root.key] = root.shape
             except NotPlannable as reason:
                 log.warning("%s runs through Strawberry: %s", root.key, reason)
 

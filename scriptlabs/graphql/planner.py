@@ -115,6 +115,18 @@ class Planner:
             name: strawberry_schema.get_field_for_type(name, "Query").arguments
             for name in self._roots
         }
+        # GraphQL argument name → Python name, and the arguments Strawberry must convert
+        # (input objects, lists of them) rather than pass through
+        self._python_names = {
+            root: {a.graphql_name or a.python_name: a.python_name for a in arguments}
+            for root, arguments in self._arguments.items()
+        }
+        self._input_objects = {
+            name
+            for root in self._roots
+            for name, argument in query_type.fields[root].args.items()
+            if not isinstance(get_named_type(argument.type), (GraphQLScalarType, GraphQLEnumType))
+        }
         self._lab_sql = _type_leaves(schema, "Lab", FIELD_COLUMNS)
 
     def plannable(self, name: str) -> bool:
@@ -171,12 +183,16 @@ class Planner:
         """The SQL expression (json) of one root field. AppError for a refused argument."""
         field = self.query_type.fields[out.name]
         raw = get_argument_values(field, node, variables)
-        kwargs = convert_arguments(
-            raw,
-            self._arguments[out.name],
-            self.strawberry_schema.schema_converter.scalar_registry,
-            self.strawberry_schema.config,
-        )
+        names = self._python_names[out.name]
+        if any(name in self._input_objects for name in raw):
+            kwargs = convert_arguments(
+                raw,
+                self._arguments[out.name],
+                self.strawberry_schema.schema_converter.scalar_registry,
+                self.strawberry_schema.config,
+            )
+        else:  # scalars only (first, after, id...): Strawberry would pass them through
+            kwargs = {names[name]: value for name, value in raw.items()}
         return self._roots[out.name](out, kwargs, params)
 
     def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
