@@ -22,8 +22,7 @@ is answered as it failed, never run again down the other path.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +48,8 @@ from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.tokens import Claims
 from scriptlabs.db.operation import PoolBusy, SessionEnded
 from scriptlabs.db.sql import JsonParams
-from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
+from scriptlabs.errors import AppError, Code, from_db_error
+from scriptlabs.graphql.answer import Outcome, answer, error_outcome, internal, request_errors
 from scriptlabs.graphql.context import Context, Preparation, Preparer, Services
 from scriptlabs.graphql.document import Document, Documents
 from scriptlabs.graphql.extensions import public_errors
@@ -68,28 +68,6 @@ class Request:
     claims: Claims
     client: Client
     allowed: frozenset[OperationType]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The response body, and what the transport needs for the status.
-
-    `request_error`: the request was refused before execution (the document did not parse or
-    validate, no operation could be chosen, the variables did not coerce): no `data`.
-    `status`: a status the transport must use (401 ended session, 405, 400, 503).
-    """
-
-    body: bytes
-    request_error: bool = False
-    status: int | None = None
-    headers: dict[str, str] | None = None
-
-
-def error_outcome(
-    code: Code, message: str, status: int | None, headers: dict[str, str] | None = None
-) -> Outcome:
-    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code.value}}]})
-    return Outcome(body, True, status, headers)
 
 
 @dataclass(slots=True)
@@ -135,10 +113,10 @@ class Runner:
     async def run(self, request: Request) -> Outcome:
         document = await self.documents.get(request.query)
         if document.node is None:
-            return _request_errors(document.errors)
+            return request_errors(document.errors)
         operation = document.operation(request.operation_name)
         if isinstance(operation, GraphQLError):
-            return _request_errors([operation])
+            return request_errors([operation])
         kind = operation.operation
         if kind not in request.allowed:
             if kind is OperationType.SUBSCRIPTION:
@@ -155,7 +133,7 @@ class Runner:
             self.schema, operation.variable_definitions or (), request.variables or {}
         )
         if isinstance(coerced, list):
-            return _request_errors(coerced)
+            return request_errors(coerced)
         fragments = {
             d.name.value: d
             for d in document.node.definitions
@@ -300,7 +278,7 @@ class Runner:
                     values.update(_split(planned, text))
                 except (AppError, asyncpg.PostgresError) as exc:
                     null_data |= self._statement_failed(exc, planned, errors)
-            return self._answer(roots, values, errors, null_data)
+            return answer([r.key for r in roots], values, errors, null_data)
         if op.session_id is not None:
             await op.begin()  # the token's session must be live before anything runs
         if statement is not None:
@@ -320,7 +298,7 @@ class Runner:
         else:
             values.update({k: orjson.dumps(v) for k, v in result_data.items()})
         await op.end(commit=False)  # a query writes nothing
-        return self._answer(roots, values, errors, null_data)
+        return answer([r.key for r in roots], values, errors, null_data)
 
     async def _fast_read(self, fast: _FastRead, claims: Claims) -> Outcome:
         """A document planned before, without variables: its statement, run again."""
@@ -334,7 +312,7 @@ class Runner:
             values.update(_split(fast.planned, text))
         except (AppError, asyncpg.PostgresError) as exc:
             null_data = self._statement_failed(exc, fast.planned, errors)
-        return self._answer(fast.keys, values, errors, null_data)
+        return answer(fast.keys, values, errors, null_data)
 
     @staticmethod
     def _statement_failed(
@@ -369,13 +347,11 @@ class Runner:
         try:
             await op.end(commit=not failed)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            return _internal(exc)
-        if failed:
-            return self._answer(
-                roots, {}, errors, True
-            )  # contract: a failed mutation wrote nothing
+            return internal(exc)
+        if failed:  # contract: a failed mutation wrote nothing, and its data is null
+            return answer([r.key for r in roots], {}, errors, True)
         values = {k: orjson.dumps(v) for k, v in (data or {}).items()}
-        return self._answer(roots, values, errors, data is None)
+        return answer([r.key for r in roots], values, errors, data is None)
 
     async def _prepare(self, roots: list[_Root], ctx: Context, variables: Any) -> None:
         """Run the preparers of the mutation's fields, in order, before the transaction."""
@@ -434,26 +410,6 @@ class Runner:
 
     # -- the answer
 
-    @staticmethod
-    def _answer(
-        roots: Iterable[_Root] | tuple[str, ...],
-        values: dict[str, bytes],
-        errors: list[GraphQLError],
-        null_data: bool,
-    ) -> Outcome:
-        keys = [r if isinstance(r, str) else r.key for r in roots]
-        order = {key: i for i, key in enumerate(keys)}
-        errors = sorted(errors, key=lambda e: order.get(str(e.path[0]), -1) if e.path else -1)
-        parts = [b"{"]
-        if errors:
-            parts += [b'"errors":', orjson.dumps([e.formatted for e in errors]), b","]
-        if null_data:
-            parts.append(b'"data":null}')
-        else:
-            fields = b",".join(orjson.dumps(key) + b":" + values.get(key, b"null") for key in order)
-            parts += [b'"data":{', fields, b"}}"]
-        return Outcome(b"".join(parts))
-
 
 def _statement(planned: list[_Root]) -> str | None:
     """One statement answering every planned field: its columns are the fields' JSON."""
@@ -475,23 +431,3 @@ def _split(planned: list[_Root], text: str | None) -> dict[str, bytes]:
         return {keys[0]: raw[1 + len(prefix) : -1]}
     parsed = orjson.loads(text)
     return {k: orjson.dumps(parsed[k]) for k in keys}
-
-
-def _request_errors(errors: list[GraphQLError]) -> Outcome:
-    formatted = [e.formatted for e in public_errors(errors)]
-    return Outcome(orjson.dumps({"errors": formatted}), request_error=True)
-
-
-def _internal(exc: BaseException) -> Outcome:
-    request_id = uuid.uuid4().hex
-    log.error("operation failed at its end (request %s)", request_id, exc_info=exc)
-    body = {
-        "errors": [
-            {
-                "message": INTERNAL_MESSAGE,
-                "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
-            }
-        ],
-        "data": None,
-    }
-    return Outcome(orjson.dumps(body))
