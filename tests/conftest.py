@@ -178,6 +178,25 @@ def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
 
 
+def code(result: dict[str, Any]) -> str | None:
+    """The one error code of a result, None when it succeeded."""
+    if "errors" not in result:
+        return None
+    assert len(result["errors"]) == 1, result
+    value: str = result["errors"][0]["extensions"]["code"]
+    return value
+
+
+def retry_after(result: dict[str, Any]) -> int:
+    assert code(result) == "RATE_LIMITED", result
+    error = result["errors"][0]
+    assert set(error["extensions"]) == {"code", "retryAfter"}, error
+    value = error["extensions"]["retryAfter"]
+    assert isinstance(value, int), error
+    assert value >= 1, error
+    return value
+
+
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [e["extensions"]["code"] for e in result.get("errors", [])]
 

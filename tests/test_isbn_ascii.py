@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
@@ -10,6 +9,7 @@ import pytest
 
 from scriptlabs.labs import isbn
 from tests.conftest import Api, User
+from tests.test_validation import lab_count, refusal
 
 CREATE = "mutation($input: CreateLabInput!) { createLab(input: $input) { id isbn } }"
 IMPORT = "mutation($labs: [CreateLabInput!]!) { importLabs(labs: $labs) { inserted ids } }"
@@ -43,20 +43,6 @@ def test_the_same_isbns_in_ascii_are_valid() -> None:
 @pytest.fixture
 async def user(api: Api) -> User:
     return await api.sign_up()
-
-
-def refusal(result: dict[str, Any]) -> dict[str, Any]:
-    assert result.get("data") is None, result
-    assert len(result.get("errors", [])) == 1, result
-    error: dict[str, Any] = result["errors"][0]
-    return error
-
-
-async def lab_count(admin: asyncpg.Connection, user: User) -> int:
-    count = await admin.fetchval(
-        "select count(*) from public.labs where user_id = $1", uuid.UUID(user.id)
-    )
-    return int(count)
 
 
 @pytest.mark.parametrize("raw", NON_ASCII)

@@ -29,6 +29,7 @@ from scriptlabs.app import create_app
 from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.reset import ResetToken
 from scriptlabs.config import Argon2Params, Settings
+from tests.conftest import code, retry_after
 
 PASSWORD = "correct horse battery"
 WRONG = "not the password"
@@ -96,22 +97,6 @@ class Caller:
         assert "errors" not in result, result
         payload = result["data"]["signUp"]
         return email, payload["accessToken"], payload["refreshToken"]
-
-
-def code(result: dict[str, Any]) -> str | None:
-    """The one error code of a result, None when it succeeded."""
-    if "errors" not in result:
-        return None
-    assert len(result["errors"]) == 1, result
-    value: str = result["errors"][0]["extensions"]["code"]
-    return value
-
-
-def retry_after(result: dict[str, Any]) -> int:
-    assert code(result) == "RATE_LIMITED", result
-    value = result["errors"][0]["extensions"]["retryAfter"]
-    assert isinstance(value, int) and value >= 1, result
-    return value
 
 
 @contextlib.asynccontextmanager

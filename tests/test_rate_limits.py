@@ -27,6 +27,7 @@ from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.operation import Operation, Pool
 from scriptlabs.db.pool import create_pool
 from scriptlabs.errors import AppError
+from tests.conftest import code, retry_after
 
 SIGN_UP = "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p) { tokenType } }"
 SIGN_IN = "mutation($e: String!, $p: String!) { signIn(email: $e, password: $p) { accessToken } }"
@@ -96,25 +97,6 @@ class Caller:
 
     async def sign_up(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         return await self.gql(SIGN_UP, {"e": email, "p": password})
-
-
-def code(result: dict[str, Any]) -> str | None:
-    """The one error code of a result, None when it succeeded."""
-    if "errors" not in result:
-        return None
-    assert len(result["errors"]) == 1, result
-    value: str = result["errors"][0]["extensions"]["code"]
-    return value
-
-
-def retry_after(result: dict[str, Any]) -> int:
-    assert code(result) == "RATE_LIMITED", result
-    error = result["errors"][0]
-    assert set(error["extensions"]) == {"code", "retryAfter"}, error
-    value = error["extensions"]["retryAfter"]
-    assert isinstance(value, int), error
-    assert value >= 1, error
-    return value
 
 
 async def new_user(app: Starlette) -> str:
