@@ -25,12 +25,10 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_max,
         statement_cache_size=settings.db_statement_cache_size,
         reset=_keep_session,
-        # the bound of a read made in one statement (db.operation.Operation.read_statement);
-        # a transaction sets its own, transaction-local
-        server_settings={
-            "application_name": "scriptlabs",
-            "statement_timeout": str(settings.statement_timeout_ms),
-        },
+        # no statement_timeout here: PgBouncer refuses startup parameters it does not know.
+        # A transaction sets its own (transaction-local); a read in one statement is bounded
+        # by the client's timeout, which cancels it on the server (db.operation)
+        server_settings={"application_name": "scriptlabs"},
     )
     assert pool is not None
     return pool
