@@ -284,3 +284,38 @@ async def test_a_statement_kept_for_one_caller_answers_another_with_their_own_ro
             for user in users:
                 data = await api.ok("{ labs { nodes { title } } }", token=user.token)
                 assert [n["title"] for n in data["labs"]["nodes"]] == [f"of {user.email}"]
+
+
+async def test_a_failure_at_commit_is_an_internal_error_with_a_request_id(
+    api: Api, admin: asyncpg.Connection
+) -> None:
+    # a deferred check that fails only when the transaction commits: an error outside any
+    # field, the client's fault in no way
+    await admin.execute(
+        """
+        create or replace function public.test_refuse_at_commit() returns trigger
+        language plpgsql as $$ begin raise exception 'refused at commit'; end $$;
+        create constraint trigger test_refuse_at_commit after insert on public.labs
+        deferrable initially deferred for each row
+        when (new.title = 'refused at commit')
+        execute function public.test_refuse_at_commit();
+        """
+    )
+    try:
+        user = await api.sign_up()
+        result = await api.gql(
+            'mutation { createLab(input: {title: "refused at commit", author: "A"}) { id } }',
+            token=user.token,
+        )
+    finally:
+        await admin.execute(
+            "drop trigger test_refuse_at_commit on public.labs;"
+            " drop function public.test_refuse_at_commit()"
+        )
+    assert result["data"] is None
+    [error] = result["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert len(error["extensions"]["requestId"]) == 32
+    assert "refused" not in error["message"]
+    count = await admin.fetchval("select count(*) from public.labs where user_id = $1", user.id)
+    assert count == 0

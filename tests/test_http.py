@@ -237,6 +237,17 @@ async def test_variables_that_are_not_an_object_are_400(api: Api, variables: Any
     request_error(await post_json(api.client, {"query": ME, "variables": variables}), 400)
 
 
+@pytest.mark.parametrize("extensions", [[], [1], "{}", 5, True])
+async def test_extensions_that_are_not_an_object_are_400(api: Api, extensions: Any) -> None:
+    request_error(await post_json(api.client, {"query": ME, "extensions": extensions}), 400)
+
+
+@pytest.mark.parametrize("extensions", ["{not json", "[1]", '"x"'])
+async def test_get_with_extensions_that_are_not_an_object_is_400(api: Api, extensions: str) -> None:
+    response = await api.client.get("/graphql", params={"query": ME, "extensions": extensions})
+    request_error(response, 400)
+
+
 async def test_null_variables_and_extensions_are_accepted(api: Api) -> None:
     body = {"query": ME, "variables": None, "operationName": None, "extensions": {}}
     response = await post_json(api.client, body)
