@@ -83,11 +83,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if args.workers > 1:
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["JWT_SECRET"] = settings.jwt_secret or ""
-            if "DB_POOL_MAX" not in os.environ:
-                # Several workers share the machine's cores with PostgreSQL: twenty connections
-                # each made forty backends compete for two cores and took the p99 of a first
-                # page from 15 to 120-185 ms (bench/RESULTS.md); a dozen in all keeps it near 25.
-                per_worker = max(MIN_POOL_PER_WORKER, WORKERS_POOL_TOTAL // args.workers)
+            if not os.environ.get("DB_POOL_MAX", "").strip():  # compose passes it empty
+                # the default is the API's in all: workers share the cores with PostgreSQL, and
+                # more backends than that only queue for them (bench/RESULTS.md)
+                per_worker = max(MIN_POOL_PER_WORKER, settings.db_pool_max // args.workers)
                 os.environ["DB_POOL_MAX"] = str(per_worker)
                 os.environ["DB_POOL_MIN"] = str(min(settings.db_pool_min, per_worker))
             uvicorn.run("scriptlabs.app:create_app", factory=True, workers=args.workers, **options)
@@ -98,8 +97,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-WORKERS_POOL_TOTAL = 12  # pooled connections of all workers together, unless DB_POOL_MAX says
-MIN_POOL_PER_WORKER = 4
+MIN_POOL_PER_WORKER = 4  # with several workers and DB_POOL_MAX unset
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

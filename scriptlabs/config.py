@@ -99,7 +99,7 @@ class Settings:
     graphql_introspection: bool = True
     graphql_planner: bool = True
     db_pool_min: int = 2
-    db_pool_max: int = 20
+    db_pool_max: int = 10
     db_statement_cache_size: int = 100
     statement_timeout_ms: int = 5000
     data_dir: Path = Path(".scriptlabs")
@@ -159,7 +159,7 @@ class Settings:
             graphql_introspection=_bool(env, "GRAPHQL_INTROSPECTION", True),
             graphql_planner=_bool(env, "GRAPHQL_PLANNER", True),
             db_pool_min=_int(env, "DB_POOL_MIN", 2),
-            db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=1),
+            db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
             db_statement_cache_size=_int(env, "DB_STATEMENT_CACHE_SIZE", 100),
             statement_timeout_ms=_int(env, "STATEMENT_TIMEOUT_MS", 5000),
             data_dir=Path(env.get("SCRIPTLABS_DATA_DIR") or ".scriptlabs"),
