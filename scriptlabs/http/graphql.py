@@ -90,18 +90,13 @@ def _params_from_get(request: Request) -> dict[str, Any]:
         "query": request.query_params.get("query"),
         "operationName": request.query_params.get("operationName"),
     }
-    raw_extensions = request.query_params.get("extensions")
-    if raw_extensions:
-        try:
-            params["extensions"] = orjson.loads(raw_extensions)
-        except orjson.JSONDecodeError:
-            raise RequestError(400, Code.BAD_USER_INPUT, "extensions is not valid JSON") from None
-    raw_variables = request.query_params.get("variables")
-    if raw_variables:
-        try:
-            params["variables"] = orjson.loads(raw_variables)
-        except orjson.JSONDecodeError:
-            raise RequestError(400, Code.BAD_USER_INPUT, "variables is not valid JSON") from None
+    for name in ("variables", "extensions"):  # JSON in the query string
+        raw = request.query_params.get(name)
+        if raw:
+            try:
+                params[name] = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise RequestError(400, Code.BAD_USER_INPUT, f"{name} is not valid JSON") from None
     return params
 
 
