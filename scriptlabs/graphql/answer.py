@@ -17,7 +17,7 @@ import orjson
 from graphql import GraphQLError
 
 from scriptlabs.errors import INTERNAL_MESSAGE, Code
-from scriptlabs.graphql.extensions import public_errors
+from scriptlabs.graphql.masking import public_errors
 
 log = logging.getLogger("scriptlabs.graphql")
 

@@ -46,7 +46,6 @@ class Context:
     # what the preparers of mutation fields did before the transaction began, by response
     # key: a value for the resolver, or the error it must raise (execution.Runner)
     prepared: dict[str, Any] = field(default_factory=dict)
-    extensions: dict[str, object] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:

@@ -52,7 +52,7 @@ from scriptlabs.errors import AppError, Code, from_db_error
 from scriptlabs.graphql.answer import Outcome, answer, error_outcome, internal, request_errors
 from scriptlabs.graphql.context import Context, Preparation, Preparer, Services
 from scriptlabs.graphql.document import Document, Documents
-from scriptlabs.graphql.extensions import public_errors
+from scriptlabs.graphql.masking import public_errors
 from scriptlabs.graphql.planner import NotPlannable, Out, Planner, collect, field_error
 
 log = logging.getLogger("scriptlabs.graphql")
