@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-
-from scriptlabs.labs.columns import BY_COLUMN, LAB_FIELDS
 
 
 class Code(enum.StrEnum):
@@ -104,21 +103,30 @@ INTERNAL_MESSAGE = "Internal server error"
 CONSTRAINTS: dict[str, tuple[str | None, str]] = {
     "users_email_key": ("email", "An account with this email already exists"),
 }
-# labs_<column>_check → (attribute, message template) of the field it checks
-LAB_CHECKS: dict[str, tuple[str, str]] = {
-    f"labs_{f.column}_check": (f.attribute, f.check) for f in LAB_FIELDS if f.check is not None
-}
 
 
-def from_db_error(exc: BaseException) -> AppError:
+@dataclass(frozen=True, slots=True)
+class DbFields:
+    """Which field a database error is about: a check constraint's name → (attribute,
+    message template on `{field}`), and a writable column → attribute. The domain that owns
+    the table gives them (labs.columns.DB_FIELDS), so this module stays a leaf."""
+
+    checks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+
+NO_FIELDS = DbFields()
+
+
+def from_db_error(exc: BaseException, fields: DbFields = NO_FIELDS) -> AppError:
     """Map a database error to a public one; anything unknown is INTERNAL_SERVER_ERROR."""
     if not isinstance(exc, asyncpg.PostgresError):
         return AppError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
     sqlstate = exc.sqlstate or ""
-    constraint = getattr(exc, "constraint_name", None)
+    constraint: str = getattr(exc, "constraint_name", None) or ""
     code = Code.CONFLICT if sqlstate == "23505" else Code.BAD_USER_INPUT
-    if constraint in LAB_CHECKS:
-        attribute, template = LAB_CHECKS[constraint]
+    if constraint in fields.checks:
+        attribute, template = fields.checks[constraint]
         return FieldError(attribute, template, code=code)
     if constraint in CONSTRAINTS:
         field, message = CONSTRAINTS[constraint]
@@ -129,8 +137,8 @@ def from_db_error(exc: BaseException) -> AppError:
         return AppError(Code.FORBIDDEN, "Not allowed")
     if sqlstate.startswith("23") or sqlstate.startswith("22"):
         # a column named by the error (not null, too long): its field, if a lab's writable one
-        written = BY_COLUMN.get(getattr(exc, "column_name", None) or "")
-        if written is not None and written.writable:
-            return FieldError(written.attribute, "A value is not valid for this field")
+        written = fields.columns.get(getattr(exc, "column_name", None) or "")
+        if written is not None:
+            return FieldError(written, "A value is not valid for this field")
         return AppError(Code.BAD_USER_INPUT, "A value is not valid for this field")
     return AppError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)

@@ -54,6 +54,7 @@ from scriptlabs.graphql.context import Context, Preparation, Preparer, Services
 from scriptlabs.graphql.document import Document, Documents
 from scriptlabs.graphql.masking import public_errors
 from scriptlabs.graphql.planner import NotPlannable, Out, Planner, collect, field_error
+from scriptlabs.labs.columns import DB_FIELDS
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -320,7 +321,7 @@ class Runner:
     ) -> bool:
         """The error of the planned statement, placed on its first field; True when the
         answer's data must be null (a non-null field among those it would have answered)."""
-        mapped = exc if isinstance(exc, AppError) else from_db_error(exc)
+        mapped = exc if isinstance(exc, AppError) else from_db_error(exc, DB_FIELDS)
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("planned statement failed", exc_info=exc)
         first = next(r for r in planned if r.sql is not None)

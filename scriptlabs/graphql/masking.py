@@ -15,6 +15,7 @@ from graphql import GraphQLError
 from scriptlabs.db.operation import Skipped
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.fields import graphql_name
+from scriptlabs.labs.columns import DB_FIELDS
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -36,7 +37,7 @@ def _public(error: GraphQLError) -> GraphQLError | None:
             extensions=named.extensions,
         )
     if isinstance(original, asyncpg.PostgresError):
-        mapped = from_db_error(original).named(graphql_name)
+        mapped = from_db_error(original, DB_FIELDS).named(graphql_name)
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("database error in %s", error.path, exc_info=original)
         return GraphQLError(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from scriptlabs.errors import DbFields
+
 
 class FilterKind(enum.Enum):
     """Which operators a field takes in LabFilter (StringFilter, IntFilter, ...)."""
@@ -186,3 +188,10 @@ def select_list(columns: tuple[str, ...] | list[str]) -> str:
         if column not in BY_COLUMN:
             raise ValueError(f"unknown column {column!r}")
     return ", ".join(columns)
+
+
+# what from_db_error needs to name the field of a labs constraint or column
+DB_FIELDS = DbFields(
+    checks={f"labs_{f.column}_check": (f.attribute, f.check) for f in LAB_FIELDS if f.check},
+    columns={f.column: f.attribute for f in LAB_FIELDS if f.writable},
+)

@@ -27,6 +27,7 @@ from scriptlabs.graphql.inputs import (
 from scriptlabs.graphql.selection import children
 from scriptlabs.graphql.types import ImportResult, Lab, LabEdge, PageInfo
 from scriptlabs.labs import store
+from scriptlabs.labs.columns import DB_FIELDS
 from scriptlabs.labs.filters import LabWhere
 from scriptlabs.labs.pagination import page_request, sort_keys
 
@@ -47,7 +48,7 @@ class LabConnection:
 
 def _under_input(exc: AppError | asyncpg.PostgresError) -> AppError:
     """The error with its field as a path into the `input` argument (`input.rating`)."""
-    error = exc if isinstance(exc, AppError) else from_db_error(exc)
+    error = exc if isinstance(exc, AppError) else from_db_error(exc, DB_FIELDS)
     return error.at("input") if error.field else error
 
 
