@@ -9,6 +9,7 @@ encoding (orjson). Problems with the request itself are answered in the same
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import asyncpg
@@ -162,6 +163,24 @@ class GraphQLEndpoint:
             log.exception("database unavailable")
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": "5"}, media_type=media)
+        except Exception:
+            # a fault of ours: logged whole, answered in the contract's shape, never as text
+            request_id = uuid.uuid4().hex
+            log.exception("request failed (request %s)", request_id)
+            body = orjson.dumps(
+                {
+                    "errors": [
+                        {
+                            "message": "Internal server error",
+                            "extensions": {
+                                "code": "INTERNAL_SERVER_ERROR",
+                                "requestId": request_id,
+                            },
+                        }
+                    ]
+                }
+            )
+            return Response(body, 500, media_type=media)
 
     async def _handle(self, request: Request, media: str) -> Response:
         if request.method == "GET":
