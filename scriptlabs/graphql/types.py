@@ -148,6 +148,30 @@ class ImportResult:
 
 
 @strawberry.type
+class CategoryCount:
+    """How many labs (of a catalogue, or of a search's matches) have one category."""
+
+    category: str
+    count: int
+
+
+@strawberry.type
+class RatingCount:
+    """How many labs have one rating (1 to 5)."""
+
+    rating: int
+    count: int
+
+
+@strawberry.type
+class StatusCount:
+    """How many labs have one reading status."""
+
+    status: ReadingStatus
+    count: int
+
+
+@strawberry.type
 class ResetTokenStatus:
     """Whether a password reset token can still be used; `email` is masked (j***@example.com)."""
 
