@@ -112,6 +112,15 @@ ensure_postgres() {
         say "installing PostgreSQL $major contrib modules (apt: postgresql-contrib)"
         apt_install postgresql-contrib
     fi
+    # rum: the search index that returns matches in rank order (db/014_search.sql); without
+    # it search works on a GIN index, slower on big catalogues. Debian packages it per major.
+    if [ "$bindir" = "/usr/lib/postgresql/$major/bin" ] &&
+        [ ! -f "/usr/share/postgresql/$major/extension/rum.control" ]; then
+        say "installing the rum extension for PostgreSQL $major (apt: postgresql-$major-rum)"
+        if ! (apt_install "postgresql-$major-rum"); then
+            say "postgresql-$major-rum is not available: search will use a GIN index"
+        fi
+    fi
     # Debian keeps initdb, pg_ctl and postgres off PATH; the embedded database looks them up there
     case ":$PATH:" in
     *":$bindir:"*) ;;

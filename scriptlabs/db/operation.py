@@ -51,6 +51,12 @@ select scriptlabs_private.session_is_live($4, $5),
 # statement's own (implicit) transaction, made read-only first (db/012_read_statement.sql)
 READ_STATEMENT = "select scriptlabs_private.read_statement($1, $2, $3, $4, $5, $6)"
 
+# A statement that starts with this comment is planned with its values at every run, never
+# with a generic plan: read_statement sees the mark (db/014_search.sql); in a transaction of
+# several statements, Operation.plan_each_run sets the same for the rest of it.
+CUSTOM_PLAN = "/*custom plan*/ "
+FORCE_CUSTOM_PLANS = "select set_config('plan_cache_mode', 'force_custom_plan', true)"
+
 SET_ROLE = "select set_config('role', $1, true)"
 LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
 
@@ -155,6 +161,7 @@ class Operation:
         self.failed = False
         self.ended = False
         self._later: list[Callable[[asyncpg.Connection], Awaitable[object]]] = []
+        self._custom_plans = False
 
     @property
     def started(self) -> bool:
@@ -292,6 +299,13 @@ class Operation:
 
     async def execute(self, query: str, *args: Any) -> str:
         return await self._run(lambda conn, t: conn.execute(query, *args, timeout=t))
+
+    async def plan_each_run(self) -> None:
+        """Plan this transaction's statements with their values from now on (the driver's
+        prepared statements would otherwise settle on a generic plan)."""
+        if not self._custom_plans:
+            await self.execute(FORCE_CUSTOM_PLANS)
+            self._custom_plans = True
 
     @asynccontextmanager
     async def as_role(self, role: str) -> AsyncIterator[RoleConnection]:

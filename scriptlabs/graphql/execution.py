@@ -22,6 +22,7 @@ is answered as it failed, never run again down the other path.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.tokens import Claims
-from scriptlabs.db.operation import PoolBusy, SessionEnded
+from scriptlabs.db.operation import CUSTOM_PLAN, PoolBusy, SessionEnded
 from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code, from_db_error
 from scriptlabs.graphql.answer import Outcome, answer, error_outcome, internal, request_errors
@@ -233,15 +234,25 @@ class Runner:
             except NotPlannable as reason:
                 log.warning("%s runs through Strawberry: %s", root.key, reason)
 
-    def _compile(self, roots: list[_Root], variables: Any) -> JsonParams:
+    def _compile(
+        self, roots: list[_Root], variables: Any, user: uuid.UUID | None, *, alone: bool
+    ) -> JsonParams:
+        """The planned roots' SQL. `alone`: the statement is the whole operation, run by
+        read_statement, which binds the caller's id as $2 (so that one statement, kept with
+        its document, serves every caller); otherwise the id is one of its values."""
         assert self.planner is not None
         params = JsonParams()
+        user_sql = "$2::uuid" if alone else ""
         for root in roots:
             if root.shape is None or root.error is not None:
                 continue
             self.planned_fields += 1
+            if not user_sql and root.nodes[0].name.value in self.planner.custom_plans:
+                user_sql = params.add(user) if user is not None else "null::uuid"
             try:
-                root.sql = self.planner.compile(root.shape, root.nodes[0], variables, params)
+                root.sql = self.planner.compile(
+                    root.shape, root.nodes[0], variables, params, user_sql
+                )
             except AppError as exc:
                 root.error = field_error(exc, root.nodes, root.key)
         return params
@@ -260,11 +271,15 @@ class Runner:
         op = ctx.op
         planned = [r for r in roots if r.shape is not None]
         rest = [r for r in roots if r.shape is None]
-        params = self._compile(planned, variables) if planned else JsonParams()
+        params = (
+            self._compile(planned, variables, op.user_id, alone=not rest)
+            if planned
+            else JsonParams()
+        )
         values: dict[str, bytes] = {}
         errors: list[GraphQLError] = [r.error for r in planned if r.error is not None]
         null_data = any(r.error is not None and not r.nullable for r in planned)
-        statement = _statement(planned) if not null_data else None
+        statement = self._statement(planned) if not null_data else None
         if not rest:
             if statement is not None:
                 args = params.json()
@@ -284,6 +299,8 @@ class Runner:
             await op.begin()  # the token's session must be live before anything runs
         if statement is not None:
             try:
+                if statement.startswith(CUSTOM_PLAN):
+                    await op.plan_each_run()
                 extra = (params.json(),) if params.values else ()
                 text = await op.fetchval(statement, *extra)
                 values.update(_split(planned, text))
@@ -300,6 +317,18 @@ class Runner:
             values.update({k: orjson.dumps(v) for k, v in result_data.items()})
         await op.end(commit=False)  # a query writes nothing
         return answer([r.key for r in roots], values, errors, null_data)
+
+    def _statement(self, planned: list[_Root]) -> str | None:
+        """One statement answering every planned field: its columns are the fields' JSON;
+        marked to be planned with its values when a field needs that."""
+        columns = [f'{r.sql} as "{r.key}"' for r in planned if r.sql is not None]
+        if not columns or self.planner is None:
+            return None
+        statement = f"select row_to_json(d_)::text from (select {', '.join(columns)}) d_"
+        custom = self.planner.custom_plans
+        if any(r.nodes[0].name.value in custom for r in planned if r.sql is not None):
+            return CUSTOM_PLAN + statement
+        return statement
 
     async def _fast_read(self, fast: _FastRead, claims: Claims) -> Outcome:
         """A document planned before, without variables: its statement, run again."""
@@ -410,14 +439,6 @@ class Runner:
         return result.data, errors  # type: ignore[union-attr]
 
     # -- the answer
-
-
-def _statement(planned: list[_Root]) -> str | None:
-    """One statement answering every planned field: its columns are the fields' JSON."""
-    columns = [f'{r.sql} as "{r.key}"' for r in planned if r.sql is not None]
-    if not columns:
-        return None
-    return f"select row_to_json(d_)::text from (select {', '.join(columns)}) d_"
 
 
 def _split(planned: list[_Root], text: str | None) -> dict[str, bytes]:

@@ -52,7 +52,8 @@ from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.fields import FIELD_COLUMNS, columns_for
 from scriptlabs.graphql.resolvers.labs import lab_page_query
-from scriptlabs.labs import store
+from scriptlabs.graphql.resolvers.search import search_labs_query
+from scriptlabs.labs import search, store
 
 log = logging.getLogger("scriptlabs.planner")
 
@@ -70,6 +71,12 @@ _SCALAR_SQL: dict[str, Callable[[str], str]] = {
     "String": lambda c: c,
     "Int": lambda c: c,
     "Boolean": lambda c: c,
+    # Float: as orjson writes a Python float, the shortest text that reads back the same
+    # double; a whole number keeps its ".0"
+    "Float": lambda c: (
+        f"(case when ({c})::float8 = trunc(({c})::float8) "
+        f"then trunc(({c})::float8)::int8::text || '.0' else ({c})::float8::text end)::json"
+    ),
 }
 
 
@@ -110,7 +117,15 @@ class Planner:
         query_type = schema.query_type
         assert query_type is not None
         self.query_type = query_type
-        self._roots: dict[str, Callable[..., str]] = {"labs": self._labs, "lab": self._lab}
+        self._roots: dict[str, Callable[..., str]] = {
+            "labs": self._labs,
+            "lab": self._lab,
+            "searchLabs": self._search_labs,
+        }
+        # root fields that name the caller's id in their SQL, and whose statement is planned
+        # with its values at every run (search: the caller's id and the words decide between
+        # the search index and the caller's own rows)
+        self.custom_plans = frozenset({"searchLabs"})
         self._arguments = {
             name: strawberry_schema.get_field_for_type(name, "Query").arguments
             for name in self._roots
@@ -178,9 +193,10 @@ class Planner:
     # -- compiling
 
     def compile(
-        self, out: Out, node: FieldNode, variables: VariableValues, params: JsonParams
+        self, out: Out, node: FieldNode, variables: VariableValues, params: JsonParams, user: str
     ) -> str:
-        """The SQL expression (json) of one root field. AppError for a refused argument."""
+        """The SQL expression (json) of one root field. AppError for a refused argument.
+        `user` is the SQL of the caller's id."""
         field = self.query_type.fields[out.name]
         raw = get_argument_values(field, node, variables)
         names = self._python_names[out.name]
@@ -193,15 +209,15 @@ class Planner:
             )
         else:  # scalars only (first, after, id...): Strawberry would pass them through
             kwargs = {names[name]: value for name, value in raw.items()}
-        return self._roots[out.name](out, kwargs, params)
+        return self._roots[out.name](out, kwargs, params, user)
 
-    def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
+    def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
         columns = columns_for(out.names())
         rows = store.get_sql(columns, params.add(kwargs["id"]))
         fields = self._fields(out.children, "f", "Lab")
         return f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
 
-    def _labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
+    def _labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
         fields = out.names("edges", "node") | out.names("nodes")
         query = lab_page_query(
             filter=kwargs.get("filter"),
@@ -263,6 +279,133 @@ class Planner:
                 expr = "'PageInfo'"
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
+
+    def _search_labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+        query = search_labs_query(
+            query=kwargs["query"],
+            filter=kwargs.get("filter"),
+            first=kwargs.get("first"),
+            after=kwargs.get("after"),
+            prefix=kwargs.get("prefix"),
+        )
+        limit = query.limit
+        # the page's rows, read once (p_, limit + 1 of them, best first) for edges and pageInfo
+        order = "d_, created_at desc, id desc"
+        page = f"(select * from p_ order by {order} limit {params.add(limit)})"
+        parts: list[str] = []
+        for child in out.children:
+            if child.name == "totalCount":
+                expr = f"({query.count_sql(params, user)})"
+            elif child.name == "edges":
+                expr = "'[]'::json"
+                if limit > 0:
+                    edge = self._search_edge(child.children, query, params)
+                    items = (
+                        f"array(select row_to_json(e_)::text from {page} f {edge} "
+                        f"order by f.d_, f.created_at desc, f.id desc)"
+                    )
+                    expr = f"('[' || array_to_string({items}, ',') || ']')::json"
+            elif child.name == "pageInfo":
+                expr = self._search_page_info(child.children, query, page, params)
+            elif child.name == "facets":
+                expr = self._facets(child.children, query, params, user)
+            elif child.name == "suggestion":
+                expr = query.suggestion_sql(params, user) if query.words else "null::text"
+            else:
+                expr = "'LabSearchConnection'"
+            parts.append(f"{expr} as {_alias(child.key)}")
+        select = f"select row_to_json(c_) from (select {', '.join(parts)}) c_"
+        if limit == 0 or not {"edges", "pageInfo"} & {c.name for c in out.children}:
+            return f"({select})"
+        columns = columns_for(out.names("edges", "node"))
+        if "snippet" in out.names("edges"):
+            columns.append("notes")
+        return f"(with p_ as materialized ({query.rows_sql(columns, params, user)}) {select})"
+
+    def _search_edge(
+        self, outs: tuple[Out, ...], query: search.SearchQuery, params: JsonParams
+    ) -> str:
+        parts = []
+        node = ""
+        for out in outs:
+            if out.name == "cursor":
+                expr = search.cursor_sql("f")
+            elif out.name == "rank":
+                expr = _SCALAR_SQL["Float"](query.rank_sql("f"))
+            elif out.name == "snippet":
+                expr = query.snippet_sql("f", params)
+            elif out.name == "node":
+                node = f"cross join lateral ({self._fields(out.children, 'f', 'Lab')}) n_ "
+                expr = "row_to_json(n_)"
+            else:
+                expr = "'LabSearchEdge'"
+            parts.append(f"{expr} as {_alias(out.key)}")
+        return f"{node}cross join lateral (select {', '.join(parts)}) e_"
+
+    def _search_page_info(
+        self, outs: tuple[Out, ...], query: search.SearchQuery, page: str, params: JsonParams
+    ) -> str:
+        limit = query.limit
+        has_next = f"((select count(*) from p_) > {params.add(limit)})" if limit else "false"
+        has_previous = "true" if query.after is not None and limit else "false"
+        parts = []
+        for out in outs:
+            if out.name == "hasNextPage":
+                expr = has_next
+            elif out.name == "hasPreviousPage":
+                expr = has_previous
+            elif out.name in ("startCursor", "endCursor") and limit:
+                last = out.name == "endCursor"
+                order = (
+                    "f.d_ desc, f.created_at, f.id"
+                    if last
+                    else "f.d_, f.created_at desc, f.id desc"
+                )
+                expr = f"(select {search.cursor_sql('f')} from {page} f order by {order} limit 1)"
+            elif out.name in ("startCursor", "endCursor"):
+                expr = "null"
+            else:
+                expr = "'PageInfo'"
+            parts.append(f"{expr} as {_alias(out.key)}")
+        return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
+
+    def _facets(
+        self, outs: tuple[Out, ...], query: search.SearchQuery, params: JsonParams, user: str
+    ) -> str:
+        leaves: dict[str, Callable[[str], str]] = {
+            "category": lambda c: c,
+            "status": self._lab_sql["readingStatus"],
+            "rating": lambda c: c,
+            "count": lambda c: c,
+        }
+        typenames = {"byCategory": "CategoryCount", "byStatus": "StatusCount"}
+        parts = []
+        for out in outs:
+            if out.name == "__typename":
+                parts.append(f"'SearchFacets' as {_alias(out.key)}")
+                continue
+            facet = {"byCategory": "by_category", "byStatus": "by_status"}.get(
+                out.name, "by_rating"
+            )
+            fields = []
+            for leaf in out.children:
+                if leaf.name == "__typename":
+                    value = f"'{typenames.get(out.name, 'RatingCount')}'"
+                else:
+                    value = leaves[leaf.name]("v.n_" if leaf.name == "count" else "v.v_")
+                fields.append(f"{value} as {_alias(leaf.key)}")
+            items = (
+                f"array(select row_to_json(o_)::text from ({search.facet_sql(facet, 'm_')}) v "
+                f"cross join lateral (select {', '.join(fields)}) o_ order by v.r_)"
+            )
+            parts.append(
+                f"('[' || array_to_string({items}, ',') || ']')::json as {_alias(out.key)}"
+            )
+        matches = query.matches_sql(search.FACET_COLUMNS, params, user)
+        return (
+            f"(with m_ as materialized ({matches}) "
+            f"select row_to_json(x_) from (select {', '.join(parts)}) x_)"
+        )
 
     def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
         """`select <each field's JSON> as "key", ...` over the columns of `row`."""

@@ -18,6 +18,7 @@ from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
 from scriptlabs.graphql.resolvers import reset as reset_resolvers
+from scriptlabs.graphql.resolvers import search as search_resolvers
 from scriptlabs.graphql.resolvers.labs import LabConnection
 from scriptlabs.graphql.scalars import DateTime
 from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, ResetTokenStatus, Session, User
@@ -30,6 +31,11 @@ class Query:
     me: User | None = strawberry.field(resolver=auth.me)
     lab: Lab | None = strawberry.field(resolver=lab_resolvers.lab)
     labs: LabConnection = strawberry.field(resolver=lab_resolvers.labs)
+    search_labs: search_resolvers.LabSearchConnection = strawberry.field(
+        resolver=search_resolvers.search_labs,
+        description="The caller's labs matching a text query (web-search syntax: words, "
+        '"exact phrase", or, -exclude), best first; an empty query lists them newest first.',
+    )
     sessions: list[Session] = strawberry.field(resolver=auth.list_sessions)
     reset_token_status: ResetTokenStatus = strawberry.field(
         resolver=reset_resolvers.reset_token_status
