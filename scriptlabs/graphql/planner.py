@@ -289,13 +289,29 @@ class Planner:
             prefix=kwargs.get("prefix"),
         )
         limit = query.limit
-        # the page's rows, read once (p_, limit + 1 of them, best first) for edges and pageInfo
+        selected = {c.name for c in out.children}
+        # read once, shared by the fields below: the page's rows (p_: limit + 1 of them, best
+        # first) for edges and pageInfo; every match (m_) for the facets and the count
+        ctes: list[str] = []
+        if limit > 0 and selected & {"edges", "pageInfo"}:
+            columns = columns_for(out.names("edges", "node"))
+            if "snippet" in out.names("edges"):
+                columns.append("notes")
+            ctes.append(f"p_ as materialized ({query.rows_sql(columns, params, user)})")
+        if "facets" in selected:
+            matches = query.matches_sql(search.FACET_COLUMNS, params, user)
+            ctes.append(f"m_ as materialized ({matches})")
         order = "d_, created_at desc, id desc"
         page = f"(select * from p_ order by {order} limit {params.add(limit)})"
         parts: list[str] = []
         for child in out.children:
             if child.name == "totalCount":
-                expr = f"({query.count_sql(params, user)})"
+                count = (
+                    "select count(*) from m_"
+                    if "facets" in selected
+                    else query.count_sql(params, user)
+                )
+                expr = f"({count})"
             elif child.name == "edges":
                 expr = "'[]'::json"
                 if limit > 0:
@@ -308,19 +324,14 @@ class Planner:
             elif child.name == "pageInfo":
                 expr = self._search_page_info(child.children, query, page, params)
             elif child.name == "facets":
-                expr = self._facets(child.children, query, params, user)
+                expr = self._facets(child.children)
             elif child.name == "suggestion":
                 expr = query.suggestion_sql(params, user) if query.words else "null::text"
             else:
                 expr = "'LabSearchConnection'"
             parts.append(f"{expr} as {_alias(child.key)}")
         select = f"select row_to_json(c_) from (select {', '.join(parts)}) c_"
-        if limit == 0 or not {"edges", "pageInfo"} & {c.name for c in out.children}:
-            return f"({select})"
-        columns = columns_for(out.names("edges", "node"))
-        if "snippet" in out.names("edges"):
-            columns.append("notes")
-        return f"(with p_ as materialized ({query.rows_sql(columns, params, user)}) {select})"
+        return f"(with {', '.join(ctes)} {select})" if ctes else f"({select})"
 
     def _search_edge(
         self, outs: tuple[Out, ...], query: search.SearchQuery, params: JsonParams
@@ -369,28 +380,29 @@ class Planner:
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
 
-    def _facets(
-        self, outs: tuple[Out, ...], query: search.SearchQuery, params: JsonParams, user: str
-    ) -> str:
+    def _facets(self, outs: tuple[Out, ...]) -> str:
+        """The facets over the matches `m_`."""
         leaves: dict[str, Callable[[str], str]] = {
             "category": lambda c: c,
             "status": self._lab_sql["readingStatus"],
             "rating": lambda c: c,
             "count": lambda c: c,
         }
-        typenames = {"byCategory": "CategoryCount", "byStatus": "StatusCount"}
+        facets = {
+            "byCategory": ("by_category", "CategoryCount"),
+            "byStatus": ("by_status", "StatusCount"),
+            "byRating": ("by_rating", "RatingCount"),
+        }
         parts = []
         for out in outs:
             if out.name == "__typename":
                 parts.append(f"'SearchFacets' as {_alias(out.key)}")
                 continue
-            facet = {"byCategory": "by_category", "byStatus": "by_status"}.get(
-                out.name, "by_rating"
-            )
+            facet, typename = facets[out.name]
             fields = []
             for leaf in out.children:
                 if leaf.name == "__typename":
-                    value = f"'{typenames.get(out.name, 'RatingCount')}'"
+                    value = f"'{typename}'"
                 else:
                     value = leaves[leaf.name]("v.n_" if leaf.name == "count" else "v.v_")
                 fields.append(f"{value} as {_alias(leaf.key)}")
@@ -401,11 +413,7 @@ class Planner:
             parts.append(
                 f"('[' || array_to_string({items}, ',') || ']')::json as {_alias(out.key)}"
             )
-        matches = query.matches_sql(search.FACET_COLUMNS, params, user)
-        return (
-            f"(with m_ as materialized ({matches}) "
-            f"select row_to_json(x_) from (select {', '.join(parts)}) x_)"
-        )
+        return f"(select row_to_json(x_) from (select {', '.join(parts)}) x_)"
 
     def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
         """`select <each field's JSON> as "key", ...` over the columns of `row`."""

@@ -38,6 +38,7 @@ from scriptlabs.labs.pagination import DEFAULT_PAGE, EPOCH, MAX_PAGE, MICROSECON
 
 MAX_QUERY_LENGTH = 500  # characters of a search query
 SLACK = 20  # rows read past the page, so that ties at its end rarely need a second read
+FURTHER = 1000  # rows read in rank order when they do, before reading the tie group by time
 CONFIG = "'english'"
 
 _WORD = re.compile(r"[^\W_]+")
@@ -211,23 +212,42 @@ class SearchQuery:
             )
         condition = " and ".join(where)
         read = params.add(page + SLACK)
+        further = params.add(FURTHER)
         wanted_rows = params.add(page)
-        # c_: the best rows by distance; s_: their last distance and number; below_: how
-        # many rank strictly better than that last one (all of those are in c_)
+        best = f"select {cols}, {distance} as d_ from public.labs\n  where {condition}"
+        # c_: the best rows by distance. top_: the distance of the last of them; below_: how
+        # many rank strictly better (all of those are in c_). When c_ is full and fewer than
+        # a page rank better, the page ends inside top_'s group of ties, which may go on past
+        # c_: more_. Then c2_ reads further in rank order; if it reaches past that group
+        # (whole_), the group is in it; if not, the group's newest rows are read by time.
         return f"""with c_ as materialized (
-  select {cols}, {distance} as d_ from public.labs
-  where {condition}
+  {best}
   order by {distance}
   limit {read}
 ), s_ as (select max(d_) as top_, count(*) as n_ from c_),
-b_ as (select count(*) as below_ from c_ where d_ < (select top_ from s_))
+w_ as (
+  select (select n_ from s_) = {read}
+     and (select count(*) from c_ where d_ < (select top_ from s_)) < {wanted_rows} as more_
+), c2_ as materialized (
+  {best} and (select more_ from w_)
+  order by {distance}
+  limit {further}
+), x_ as (
+  select (select count(*) from c2_) < {further}
+      or (select max(d_) from c2_) > (select top_ from s_) as whole_
+)
 select * from (
-  select * from c_ where (select n_ from s_) < {read} or d_ < (select top_ from s_)
+  select * from c_ where not (select more_ from w_)
+  union all
+  select * from c2_
+  where (select more_ from w_) and (select whole_ from x_) and d_ <= (select top_ from s_)
+  union all
+  select * from c_
+  where (select more_ from w_) and not (select whole_ from x_) and d_ < (select top_ from s_)
   union all
   select * from (
-    select {cols}, {distance} as d_ from public.labs
-    where (select n_ from s_) = {read} and (select below_ from b_) < {wanted_rows}
-      and {condition} and {distance} = (select top_ from s_)
+    {best} and (select more_ from w_) and not (select whole_ from x_)
+      and {distance} = (select top_ from s_)
     order by created_at desc, id desc
     limit {wanted_rows}
   ) t_
