@@ -1,25 +1,55 @@
-"""Catalogue statistics: the figures the triggers of db/013_lab_stats.sql keep, checked against
-a recount of public.labs after any sequence of writes, concurrent transactions of one user
-included; and public.lab_stats(), the same figures for Supabase RPC."""
+"""labStats: exact figures on both paths (planned and Strawberry), filters, isolation and
+errors; the figures the triggers of db/013_lab_stats.sql keep, checked against a recount of
+public.labs after any sequence of writes, concurrent transactions of one user included; and
+public.lab_stats(), the same figures for Supabase RPC."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from scriptlabs.db.migrate import sql_dir
+from scriptlabs.db.sql import Params
+from scriptlabs.labs.filters import Condition, LabWhere
+from scriptlabs.labs.stats import PARTS, StatsQuery, lab_stats_sql
 from tests.conftest import Api, Database, User, create_database, error_codes
 from tests.test_isolation import refused, request_role
 
+STATS = """
+query($filter: LabFilter) {
+  labStats(filter: $filter) {
+    totalLabs labsRead labsReading labsToRead averageRating totalAuthors totalCategories
+    byCategory { category count }
+    ratingDistribution { rating count }
+  }
+}"""
 IMPORT = "mutation($labs: [CreateLabInput!]!) { importLabs(labs: $labs) { ids } }"
+EVERY_LAB = {"title": {"isNull": False}}  # a filter every lab matches: the filtered path
+
+ZERO = {
+    "totalLabs": 0,
+    "labsRead": 0,
+    "labsReading": 0,
+    "labsToRead": 0,
+    "averageRating": None,
+    "totalAuthors": 0,
+    "totalCategories": 0,
+    "byCategory": [],
+    "ratingDistribution": [{"rating": k, "count": 0} for k in range(1, 6)],
+}
+
 # title, author, category, rating, readingStatus
 Spec = tuple[str, str, str | None, int | None, str]
 CATALOGUE: list[Spec] = [
@@ -74,6 +104,37 @@ def figures(specs: list[Spec]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Both:
+    """The API twice: planned, and through Strawberry only; every answer must be the same
+    bytes on both."""
+
+    planned: httpx.AsyncClient
+    plain: httpx.AsyncClient
+
+    async def post(
+        self, query: str, variables: dict[str, Any] | None, token: str | None
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body = {"query": query, "variables": variables}
+        planned = await self.planned.post("/graphql", json=body, headers=headers)
+        plain = await self.plain.post("/graphql", json=body, headers=headers)
+        assert (planned.status_code, planned.content) == (plain.status_code, plain.content)
+        return planned
+
+    async def stats(self, user: User, filter: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.post(STATS, {"filter": filter}, user.token)
+        result = response.json()
+        assert "errors" not in result, result
+        stats: dict[str, Any] = result["data"]["labStats"]
+        return stats
+
+
+@pytest.fixture
+def both(client: httpx.AsyncClient, unplanned_client: httpx.AsyncClient) -> Both:
+    return Both(client, unplanned_client)
+
+
 async def user_with(api: Api, specs: list[Spec]) -> User:
     user = await api.sign_up()
     if specs:
@@ -84,6 +145,231 @@ async def user_with(api: Api, specs: list[Spec]) -> User:
 @pytest.fixture
 async def reader(api: Api) -> User:
     return await user_with(api, CATALOGUE)
+
+
+# --- exact figures ---------------------------------------------------------------------------
+
+
+async def test_the_figures_of_a_catalogue_are_exact(both: Both, reader: User) -> None:
+    want = {
+        "totalLabs": 8,
+        "labsRead": 3,
+        "labsReading": 2,
+        "labsToRead": 3,
+        "averageRating": 3.17,  # 19 / 6
+        "totalAuthors": 5,
+        "totalCategories": 4,
+        "byCategory": [
+            {"category": "Fiction", "count": 3},
+            {"category": "Classics", "count": 2},
+            {"category": "Art", "count": 1},
+            {"category": "Science", "count": 1},
+        ],
+        "ratingDistribution": [
+            {"rating": 1, "count": 1},
+            {"rating": 2, "count": 1},
+            {"rating": 3, "count": 1},
+            {"rating": 4, "count": 2},
+            {"rating": 5, "count": 1},
+        ],
+    }
+    assert figures(CATALOGUE) == want
+    assert await both.stats(reader) == want  # the kept figures
+    assert await both.stats(reader, EVERY_LAB) == want  # aggregated from public.labs
+
+
+def ratings(*counts: tuple[int, int]) -> list[Spec]:
+    """Labs with these (rating, how many), and one unrated lab, which no average counts."""
+    specs: list[Spec] = [("Unrated", "Nobody", None, None, "TO_READ")]
+    for rating, count in counts:
+        specs += [
+            (f"Rated {rating} #{i}", f"Author {i % 3}", None, rating, "READ") for i in range(count)
+        ]
+    return specs
+
+
+@pytest.mark.parametrize(
+    ("specs", "text"),
+    [
+        pytest.param(ratings((5, 1), (4, 1)), "4.5", id="4.5"),
+        pytest.param(ratings((4, 2)), "4.0", id="whole"),
+        pytest.param(ratings((1, 2), (2, 1)), "1.33", id="third"),
+        pytest.param(ratings((2, 2), (1, 1)), "1.67", id="two-thirds"),
+        # halves round up (numeric), not to even: 17/8 = 2.125
+        pytest.param(ratings((1, 2), (2, 3), (3, 3)), "2.13", id="2.125"),
+        # 469/200 = 2.345
+        pytest.param(ratings((2, 131), (3, 69)), "2.35", id="2.345"),
+        # 107/40 = 2.675, just below 2.675 as a double: rounding a float would give 2.67
+        pytest.param(ratings((2, 13), (3, 27)), "2.68", id="2.675"),
+    ],
+)
+async def test_the_average_is_rounded_to_two_places_halves_up(
+    api: Api, both: Both, specs: list[Spec], text: str
+) -> None:
+    user = await user_with(api, specs)
+    for filter in (None, EVERY_LAB):
+        response = await both.post(STATS, {"filter": filter}, user.token)
+        assert f'"averageRating":{text},' in response.text
+        assert response.json()["data"]["labStats"] == figures(specs)
+
+
+async def test_an_empty_catalogue_has_zero_figures(api: Api, both: Both) -> None:
+    user = await api.sign_up()
+    assert await both.stats(user) == ZERO
+    assert await both.stats(user, EVERY_LAB) == ZERO
+
+
+async def test_a_catalogue_emptied_again_has_zero_figures(api: Api, both: Both) -> None:
+    user = await user_with(api, CATALOGUE[:3])
+    labs = await api.ok("{ labs { nodes { id } } }", token=user.token)
+    for node in labs["labs"]["nodes"]:
+        await api.ok(
+            "mutation($id: UUID!) { deleteLab(id: $id) }", {"id": node["id"]}, token=user.token
+        )
+    assert await both.stats(user) == ZERO
+    assert await both.stats(user, EVERY_LAB) == ZERO
+
+
+async def test_a_filter_matching_nothing_has_zero_figures(both: Both, reader: User) -> None:
+    assert await both.stats(reader, {"title": {"eq": "No such lab"}}) == ZERO
+    assert await both.stats(reader, {"or": []}) == ZERO
+
+
+async def test_an_empty_filter_is_the_whole_catalogue(both: Both, reader: User) -> None:
+    assert await both.stats(reader, {}) == figures(CATALOGUE)
+    assert await both.stats(reader, {"and": []}) == figures(CATALOGUE)
+
+
+Predicate = Callable[[Spec], bool]
+FILTERS: list[tuple[dict[str, Any], Predicate]] = [
+    ({"readingStatus": {"eq": "READ"}}, lambda s: s[4] == "READ"),
+    ({"rating": {"gte": 4}}, lambda s: s[3] is not None and s[3] >= 4),
+    ({"category": {"isNull": True}}, lambda s: s[2] is None),
+    # contract: not and neq never match a NULL
+    ({"not": {"category": {"eq": "Fiction"}}}, lambda s: s[2] is not None and s[2] != "Fiction"),
+    (
+        {"or": [{"author": {"eq": "Carl Sagan"}}, {"rating": {"lte": 2}}]},
+        lambda s: s[1] == "Carl Sagan" or (s[3] is not None and s[3] <= 2),
+    ),
+    (
+        {"rating": {"isNull": False}, "readingStatus": {"in": ["READ", "READING"]}},
+        lambda s: s[3] is not None and s[4] in ("READ", "READING"),
+    ),
+    ({"title": {"ilike": "%dune%"}}, lambda s: "dune" in s[0].lower()),
+    (
+        {"and": [{"category": {"in": ["Fiction", "Art"]}}, {"not": {"rating": {"eq": 5}}}]},
+        lambda s: s[2] in ("Fiction", "Art") and s[3] is not None and s[3] != 5,
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "predicate"), FILTERS)
+async def test_a_filter_narrows_every_figure(
+    both: Both, reader: User, where: dict[str, Any], predicate: Predicate
+) -> None:
+    assert await both.stats(reader, where) == figures([s for s in CATALOGUE if predicate(s)])
+
+
+async def test_only_the_selected_fields_are_answered(both: Both, reader: User) -> None:
+    query = (
+        "query($f: LabFilter) { labStats(filter: $f) { n: totalLabs __typename"
+        " byCategory { count } } }"
+    )
+    for filter in (None, {"rating": {"isNull": False}}):
+        response = await both.post(query, {"f": filter}, reader.token)
+        stats = response.json()["data"]["labStats"]
+        assert list(stats) == ["n", "__typename", "byCategory"]
+
+
+# --- isolation and errors --------------------------------------------------------------------
+
+
+async def test_another_users_labs_are_never_counted(api: Api, both: Both, reader: User) -> None:
+    other = await user_with(api, [("Solaris", "Stanislaw Lem", "Fiction", 5, "READ")])
+    assert await both.stats(reader) == figures(CATALOGUE)
+    assert await both.stats(other) == figures([("Solaris", "Stanislaw Lem", "Fiction", 5, "READ")])
+    assert await both.stats(reader, {"author": {"eq": "Stanislaw Lem"}}) == ZERO
+    assert await both.stats(other, {"author": {"eq": "Frank Herbert"}}) == ZERO
+
+
+async def test_without_a_token_stats_are_unauthenticated(both: Both) -> None:
+    for query, variables in (
+        (STATS, None),
+        (STATS, {"filter": EVERY_LAB}),
+        ("{ labStats { totalLabs } me { id } }", None),
+    ):
+        result = (await both.post(query, variables, None)).json()
+        assert error_codes(result) == ["UNAUTHENTICATED"]
+        assert result["data"] is None
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ({"title": {"eq": "nul\u0000byte"}}, "filter.title"),
+        (
+            {
+                "or": [
+                    {"rating": {"eq": 1}},
+                    {"not": {"createdAt": {"gt": "0001-01-01T00:00:00+05:00"}}},
+                ]
+            },
+            "filter.or[1].not.createdAt",
+        ),
+        ({"and": [{"category": {"in": ["ok", "\u0000"]}}]}, "filter.and[0].category"),
+    ],
+)
+async def test_a_filter_value_that_cannot_be_stored_is_bad_user_input(
+    both: Both, reader: User, where: dict[str, Any], field: str
+) -> None:
+    result = (await both.post(STATS, {"filter": where}, reader.token)).json()
+    assert error_codes(result) == ["BAD_USER_INPUT"]
+    assert result["errors"][0]["extensions"]["field"] == field
+    assert result["errors"][0]["path"] == ["labStats"]
+    assert result["data"] is None
+
+
+# --- what is read ----------------------------------------------------------------------------
+
+
+def test_only_the_selected_parts_are_read() -> None:
+    def sql(parts: set[str], where: LabWhere | None = None) -> str:
+        return lab_stats_sql(StatsQuery(where, frozenset(parts)), Params())
+
+    assert sql({"total_labs", "average_rating"}) == (
+        "select f.*\n"
+        "from (select coalesce(t.labs, 0) as total_labs, case when t.rating_1 + t.rating_2"
+        " + t.rating_3 + t.rating_4 + t.rating_5 > 0 then round((1 * t.rating_1 + 2 * t.rating_2"
+        " + 3 * t.rating_3 + 4 * t.rating_4 + 5 * t.rating_5)::numeric / (t.rating_1"
+        " + t.rating_2 + t.rating_3 + t.rating_4 + t.rating_5), 2) end as average_rating\n"
+        "from (values (1)) as caller (one)\n"
+        "left join public.lab_totals t on t.user_id = (select auth.uid())) f"
+    )
+    only_categories = sql({"by_category"})
+    assert "lab_category_counts" in only_categories
+    assert "lab_totals" not in only_categories and "public.labs" not in only_categories
+    rated = LabWhere((Condition("rating", "gte", 4),))
+    counts = sql({"total_labs", "labs_read"}, rated)
+    assert (
+        "public.labs" in counts and "where user_id = (select auth.uid()) and rating >= $1" in counts
+    )
+    assert "distinct" not in counts and "avg" not in counts and "group by" not in counts
+    assert "count(distinct author)" in sql({"total_authors"}, rated)
+    assert "group by category" in sql({"by_category"}, rated)
+    assert "rating_5" in sql({"rating_distribution"}) and "rating_5" not in sql({"total_labs"})
+    # an empty filter is no filter: the kept figures
+    assert "public.labs" not in sql({"total_labs"}, LabWhere())
+
+
+async def test_the_whole_catalogues_figures_do_not_read_its_labs(
+    database: Database, reader: User
+) -> None:
+    every_part = StatsQuery(None, frozenset(PARTS))
+    statement = lab_stats_sql(every_part, Params())
+    async with request_role(database, "authenticated", reader.id) as conn:
+        plan = "\n".join(r[0] for r in await conn.fetch(f"explain {statement}"))
+    assert not re.search(r"\bon labs\b", plan), plan
+    assert re.search(r"\bon lab_totals\b", plan) and re.search(r"\bon lab_category_counts\b", plan)
 
 
 # --- the database: RLS, the RPC function, deleted users, the recount ---------------------------
@@ -248,6 +534,31 @@ AUTHORS = ["Ann Leckie", "ann leckie", "Iain M. Banks", "Ursula K. Le Guin", "Te
 CATEGORIES = [None, "Science Fiction", "science fiction", "Fantasy", "Essays"]
 RATINGS = [None, 1, 2, 3, 4, 5]
 STATUSES = ["TO_READ", "READING", "READ"]
+
+RECOUNT_STATS = """
+with mine as (select * from public.labs where user_id = $1)
+select json_build_object(
+  'totalLabs', count(*),
+  'labsRead', count(*) filter (where reading_status = 'read'),
+  'labsReading', count(*) filter (where reading_status = 'reading'),
+  'labsToRead', count(*) filter (where reading_status = 'to_read'),
+  'averageRating', round(avg(rating), 2),
+  'totalAuthors', count(distinct author),
+  'totalCategories', count(distinct category),
+  'byCategory', coalesce(
+    (select json_agg(json_build_object('category', c.category, 'count', c.n)
+                     order by c.n desc, c.category)
+     from (select category, count(*) as n from mine where category is not null
+           group by category) c),
+    '[]'),
+  'ratingDistribution',
+    (select json_agg(json_build_object('rating', k,
+                                       'count', (select count(*) from mine where rating = k))
+                     order by k)
+     from generate_series(1, 5) k)
+)::text
+from mine
+"""
 
 
 def random_lab(rng: random.Random) -> dict[str, Any]:
@@ -425,8 +736,15 @@ async def api_writes(writer: Writer, until: float) -> None:
         await writer.step()
 
 
+async def assert_stats_are_a_recount(both: Both, admin: asyncpg.Connection, user: User) -> None:
+    text = await admin.fetchval(RECOUNT_STATS, uuid.UUID(user.id))
+    want = json.loads(text)
+    assert await both.stats(user) == want
+    assert await both.stats(user, EVERY_LAB) == want
+
+
 async def test_the_kept_figures_are_a_recount_after_any_writes(
-    api: Api, admin: asyncpg.Connection, database: Database
+    api: Api, both: Both, admin: asyncpg.Connection, database: Database
 ) -> None:
     main, second = await api.sign_up(), await api.sign_up()
     users = [uuid.UUID(main.id), uuid.UUID(second.id)]
@@ -436,6 +754,7 @@ async def test_the_kept_figures_are_a_recount_after_any_writes(
         await writers[step % 5 == 0].step()
         if step % 10 == 9:
             await assert_kept_figures_are_a_recount(admin, users)
+            await assert_stats_are_a_recount(both, admin, main)
     # concurrent transactions of one user (and of another): raw ones and the API's
     outcomes: dict[str, int] = {}
     until = time.monotonic() + 1.5
@@ -447,3 +766,5 @@ async def test_the_kept_figures_are_a_recount_after_any_writes(
     assert set(outcomes) == {"committed", "rolled back"}, outcomes  # no deadlock, no timeout
     assert outcomes["committed"] >= 10, outcomes
     await assert_kept_figures_are_a_recount(admin, users)
+    await assert_stats_are_a_recount(both, admin, main)
+    await assert_stats_are_a_recount(both, admin, second)

@@ -18,9 +18,18 @@ from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
 from scriptlabs.graphql.resolvers import reset as reset_resolvers
+from scriptlabs.graphql.resolvers import stats as stats_resolvers
 from scriptlabs.graphql.resolvers.labs import LabConnection
 from scriptlabs.graphql.scalars import DateTime
-from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, ResetTokenStatus, Session, User
+from scriptlabs.graphql.types import (
+    AuthPayload,
+    ImportResult,
+    Lab,
+    LabStats,
+    ResetTokenStatus,
+    Session,
+    User,
+)
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -30,6 +39,7 @@ class Query:
     me: User | None = strawberry.field(resolver=auth.me)
     lab: Lab | None = strawberry.field(resolver=lab_resolvers.lab)
     labs: LabConnection = strawberry.field(resolver=lab_resolvers.labs)
+    lab_stats: LabStats = strawberry.field(resolver=stats_resolvers.lab_stats)
     sessions: list[Session] = strawberry.field(resolver=auth.list_sessions)
     reset_token_status: ResetTokenStatus = strawberry.field(
         resolver=reset_resolvers.reset_token_status
