@@ -18,10 +18,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from scriptlabs.db.migrate import sql_dir
 from scriptlabs.db.sql import Params
+from scriptlabs.graphql.planner import _SCALAR_SQL
 from scriptlabs.labs.filters import Condition, LabWhere
 from scriptlabs.labs.stats import PARTS, StatsQuery, lab_stats_sql
 from tests.conftest import Api, Database, User, create_database, error_codes
@@ -107,7 +109,7 @@ def figures(specs: list[Spec]) -> dict[str, Any]:
 @dataclass
 class Both:
     """The API twice: planned, and through Strawberry only; every answer must be the same
-    bytes on both."""
+    bytes on both, and the planned one must have been planned."""
 
     planned: httpx.AsyncClient
     plain: httpx.AsyncClient
@@ -117,7 +119,10 @@ class Both:
     ) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         body = {"query": query, "variables": variables}
+        runner = self.planned._transport.app.state.runner  # type: ignore[attr-defined]
+        before = runner.planned_fields
         planned = await self.planned.post("/graphql", json=body, headers=headers)
+        assert runner.planned_fields > before, "labStats was not planned"
         plain = await self.plain.post("/graphql", json=body, headers=headers)
         assert (planned.status_code, planned.content) == (plain.status_code, plain.content)
         return planned
@@ -370,6 +375,18 @@ async def test_the_whole_catalogues_figures_do_not_read_its_labs(
         plan = "\n".join(r[0] for r in await conn.fetch(f"explain {statement}"))
     assert not re.search(r"\bon labs\b", plan), plan
     assert re.search(r"\bon lab_totals\b", plan) and re.search(r"\bon lab_category_counts\b", plan)
+
+
+async def test_a_planned_float_is_written_as_orjson_writes_it(admin: asyncpg.Connection) -> None:
+    write = _SCALAR_SQL["Float"]("v.x")
+    rows = await admin.fetch(
+        f"select v.x::text as value, {write}::text as written"
+        " from (select round(k / 100.0, 2) as x from generate_series(0, 100000) k) v"
+    )
+    assert len(rows) == 100001
+    for row in rows:
+        assert row["written"] == orjson.dumps(float(Decimal(row["value"]))).decode(), row
+    assert await admin.fetchval(f"select {_SCALAR_SQL['Float']('null::numeric')}") is None
 
 
 # --- the database: RLS, the RPC function, deleted users, the recount ---------------------------

@@ -2,13 +2,15 @@
 
 graphql-core resolves and completes every field of every node in Python; for a page of 20
 labs that is most of a request's time (bench/RESULTS.md). For the root fields this module
-knows (`labs`, `lab`), the selection is compiled, as Hasura and pg_graphql do, into one SQL
-expression that builds the field's JSON in PostgreSQL, compactly and with the keys in the
-selection's order, so the text passes into the response untouched and the answer is byte for
+knows (`labs`, `lab`, `labStats`), the selection is compiled, as Hasura and pg_graphql do, into
+one SQL expression that builds the field's JSON in PostgreSQL, compactly and with the keys in
+the selection's order, so the text passes into the response untouched and the answer is byte for
 byte what Strawberry would give.
 
 It is a shaper over the same loaders the resolvers use: `labs` checks its arguments and reads
-its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`.
+its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`,
+`labStats` with `scriptlabs.labs.stats` (the selected parts, from the kept figures or the
+filtered labs).
 What it adds is only the shape: which keys, in which order, and each leaf's JSON, derived from
 the GraphQL schema (a field's scalar or enum type says how it is written; Lab's columns come
 from `scriptlabs.labs.columns`).
@@ -52,7 +54,9 @@ from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.fields import FIELD_COLUMNS, columns_for
 from scriptlabs.graphql.resolvers.labs import lab_page_query
+from scriptlabs.graphql.resolvers.stats import STATS_PARTS, lab_stats_query
 from scriptlabs.labs import store
+from scriptlabs.labs.stats import FIGURES, category_order, ratings_sql
 
 log = logging.getLogger("scriptlabs.planner")
 
@@ -70,6 +74,13 @@ _SCALAR_SQL: dict[str, Callable[[str], str]] = {
     "String": lambda c: c,
     "Int": lambda c: c,
     "Boolean": lambda c: c,
+    # Float: a numeric column (averageRating, two decimals), written as orjson writes the
+    # double nearest to it: trailing zeros dropped, `.0` kept when it is whole (4.50 → 4.5,
+    # 4.00 → 4.0). Exact for numerics of up to 15 significant digits from 1e-4 to 1e15.
+    "Float": lambda c: (
+        f"(case when scale(trim_scale({c})) = 0 then trim_scale({c})::text || '.0'"
+        f" else trim_scale({c})::text end)::json"
+    ),
 }
 
 
@@ -110,7 +121,11 @@ class Planner:
         query_type = schema.query_type
         assert query_type is not None
         self.query_type = query_type
-        self._roots: dict[str, Callable[..., str]] = {"labs": self._labs, "lab": self._lab}
+        self._roots: dict[str, Callable[..., str]] = {
+            "labs": self._labs,
+            "lab": self._lab,
+            "labStats": self._lab_stats,
+        }
         self._arguments = {
             name: strawberry_schema.get_field_for_type(name, "Query").arguments
             for name in self._roots
@@ -127,7 +142,18 @@ class Planner:
             for name, argument in query_type.fields[root].args.items()
             if not isinstance(get_named_type(argument.type), (GraphQLScalarType, GraphQLEnumType))
         }
-        self._lab_sql = _type_leaves(schema, "Lab", FIELD_COLUMNS)
+        # per object type: how each scalar field is written, from which column of its row
+        # (labStats' lists are built by _lab_stats, its figures come from labs/stats.py's row)
+        figures = {f: part for f, part in STATS_PARTS.items() if part in FIGURES}
+        self._leaves: dict[str, tuple[dict[str, Callable[[str], str]], dict[str, str]]] = {
+            name: (_type_leaves(schema, name, columns), columns)
+            for name, columns in (
+                ("Lab", FIELD_COLUMNS),
+                ("LabStats", figures),
+                ("CategoryCount", {"category": "category", "count": "count"}),
+                ("RatingCount", {"rating": "rating", "count": "count"}),
+            )
+        }
 
     def plannable(self, name: str) -> bool:
         return name in self._roots
@@ -228,6 +254,26 @@ class Planner:
             parts.append(f"{expr} as {_alias(child.key)}")
         return f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
 
+    def _lab_stats(self, out: Out, kwargs: dict[str, Any], params: JsonParams) -> str:
+        query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
+        where = query.where_sql(params)
+        leaves, columns = self._leaves["LabStats"]
+        parts: list[str] = []
+        for child in out.children:
+            if child.name == "byCategory":
+                element = self._fields(child.children, "f", "CategoryCount")
+                expr = _json_array(query.categories_sql(where), element, category_order("f"))
+            elif child.name == "ratingDistribution":
+                element = self._fields(child.children, "f", "RatingCount")
+                expr = _json_array(ratings_sql("s_"), element, "f.rating")
+            elif child.name == "__typename":
+                expr = "'LabStats'"
+            else:
+                expr = leaves[child.name](f"s_.{columns[child.name]}")
+            parts.append(f"{expr} as {_alias(child.key)}")
+        figures = query.figures_sql(where)
+        return f"(select row_to_json(c_) from (select {', '.join(parts)} from ({figures}) s_) c_)"
+
     def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
         parts = []
         node = ""
@@ -266,12 +312,13 @@ class Planner:
 
     def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
         """`select <each field's JSON> as "key", ...` over the columns of `row`."""
+        leaves, columns = self._leaves[type_name]
         parts = []
         for out in outs:
             if out.name == "__typename":
                 expr = f"'{type_name}'"
             else:
-                expr = self._lab_sql[out.name](f"{row}.{FIELD_COLUMNS[out.name]}")
+                expr = leaves[out.name](f"{row}.{columns[out.name]}")
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"select {', '.join(parts)}"
 
@@ -324,6 +371,16 @@ class _Page:
             f"(select {self.query.cursor_sql('f')} from ({self.rows()}) f "
             f"order by {self.order('f', reverse=last)} limit 1)"
         )
+
+
+def _json_array(rows: str, element: str, order: str) -> str:
+    """A JSON array of one object per row of `rows` (as `f`), in `order`; `element` is the
+    select list of an object over `f`."""
+    items = (
+        f"array(select row_to_json(o_)::text from ({rows}) f "
+        f"cross join lateral ({element}) o_ order by {order})"
+    )
+    return f"('[' || array_to_string({items}, ',') || ']')::json"
 
 
 def _alias(key: str) -> str:
