@@ -107,6 +107,49 @@ PLANNED = [
         " { nodes { title createdAt } } }",
         {"t": "2999-01-01T00:00:00+00:00"},
     ),
+    # labStats: every field, from the kept figures
+    (
+        "{ labStats { totalLabs labsRead labsReading labsToRead averageRating totalAuthors"
+        " totalCategories byCategory { category count } ratingDistribution { rating count } } }",
+        None,
+    ),
+    # aliases and __typename at each level, fields in an order of the client's choosing
+    (
+        "{ s: labStats { t: totalLabs __typename avg: averageRating c: byCategory { n: count"
+        " name: category __typename } r: ratingDistribution { __typename count rating } } }",
+        None,
+    ),
+    # fragments, and a filter: aggregated from the labs
+    (
+        "query { ...Q } fragment Q on Query { labStats(filter: {rating: {gte: 3}}) { ...S } }"
+        " fragment S on LabStats { totalAuthors averageRating byCategory { ...C } ... on LabStats"
+        " { labsRead } } fragment C on CategoryCount { category count }",
+        None,
+    ),
+    # a filter and directives in variables
+    (
+        "query($f: LabFilter, $yes: Boolean!) { labStats(filter: $f) {"
+        " averageRating @include(if: $yes) totalCategories ratingDistribution @skip(if: $yes)"
+        " { count } byCategory { category } labsToRead } }",
+        {
+            "f": {"or": [{"category": {"isNull": False}}, {"readingStatus": {"eq": "READ"}}]},
+            "yes": True,
+        },
+    ),
+    # several at once: the whole catalogue, a part of it, nothing (no rating: null average)
+    (
+        "query($none: String) { all: labStats { totalLabs averageRating } read: labStats(filter:"
+        " {readingStatus: {eq: READ}, rating: {isNull: false}}) { totalLabs averageRating"
+        " ratingDistribution { rating count } } none: labStats(filter: {title: {eq: $none}})"
+        " { averageRating byCategory { count } ratingDistribution { count } } }",
+        {"none": "no such title"},
+    ),
+    # statistics and a page in one statement
+    ("{ labStats { totalLabs } labs { totalCount } }", None),
+    (
+        "{ labs(first: 2) { nodes { title } } labStats(filter: {}) { byCategory { category } } }",
+        None,
+    ),
 ]
 
 # documents that mix plannable and other root fields: the plannable ones are still planned
@@ -114,6 +157,8 @@ MIXED = [
     "{ labs(first: 2) { totalCount } me { email } }",
     "{ me { id } a: labs(first: 1) { nodes { title } } sessions { current } }",
     "query { __typename labs(first: 1) { nodes { id } } }",
+    "{ labStats { totalLabs averageRating } me { email } }",
+    "{ sessions { current } s: labStats(filter: {rating: {lte: 2}}) { byCategory { count } } }",
 ]
 
 
@@ -144,7 +189,8 @@ async def owner(api: Api) -> User:
     )
     for title in ODD_TITLES:
         await api.ok(
-            "mutation($t: String!) { createLab(input: {title: $t, author: $t, notes: $t}) { id } }",
+            "mutation($t: String!) { createLab(input: {title: $t, author: $t, notes: $t,"
+            " category: $t}) { id } }",
             {"t": title},
             token=user.token,
         )
@@ -297,6 +343,14 @@ ERRORS = [
     ("{ labs { nodes { nope } } }", None, True),  # validation
     ("{ labs { nodes { id } ", None, True),  # syntax
     ("query A { labs { totalCount } } query B { me { id } }", None, True),  # no operationName
+    ("{ labStats { totalLabs } }", None, False),
+    ("{ labStats { totalLabs } me { id } }", None, False),
+    (
+        "query($s: String) { labStats(filter: {author: {startsWith: $s}}) { totalLabs } }",
+        {"s": "\u0000"},
+        True,
+    ),
+    ("{ labStats { byCategory } }", None, True),  # validation
 ]
 
 

@@ -2,13 +2,15 @@
 
 graphql-core resolves and completes every field of every node in Python; for a page of 20
 labs that is most of a request's time (bench/RESULTS.md). For the root fields this module
-knows (`labs`, `lab`), the selection is compiled, as Hasura and pg_graphql do, into one SQL
-expression that builds the field's JSON in PostgreSQL, compactly and with the keys in the
-selection's order, so the text passes into the response untouched and the answer is byte for
+knows (`labs`, `lab`, `labStats`), the selection is compiled, as Hasura and pg_graphql do, into
+one SQL expression that builds the field's JSON in PostgreSQL, compactly and with the keys in
+the selection's order, so the text passes into the response untouched and the answer is byte for
 byte what Strawberry would give.
 
 It is a shaper over the same loaders the resolvers use: `labs` checks its arguments and reads
-its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`.
+its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`,
+`labStats` with `scriptlabs.labs.stats` (the selected parts, from the kept figures or the
+filtered labs).
 What it adds is only the shape: which keys, in which order, and each leaf's JSON, derived from
 the GraphQL schema (a field's scalar or enum type says how it is written; Lab's columns come
 from `scriptlabs.labs.columns`).
@@ -53,7 +55,9 @@ from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.fields import FIELD_COLUMNS, columns_for
 from scriptlabs.graphql.resolvers.labs import lab_page_query
 from scriptlabs.graphql.resolvers.search import search_labs_query
+from scriptlabs.graphql.resolvers.stats import STATS_PARTS, lab_stats_query
 from scriptlabs.labs import search, store
+from scriptlabs.labs.stats import FIGURES, category_order, ratings_sql
 
 log = logging.getLogger("scriptlabs.planner")
 
@@ -121,6 +125,7 @@ class Planner:
             "labs": self._labs,
             "lab": self._lab,
             "searchLabs": self._search_labs,
+            "labStats": self._lab_stats,
         }
         # root fields that name the caller's id in their SQL, and whose statement is planned
         # with its values at every run (search: the caller's id and the words decide between
@@ -142,7 +147,18 @@ class Planner:
             for name, argument in query_type.fields[root].args.items()
             if not isinstance(get_named_type(argument.type), (GraphQLScalarType, GraphQLEnumType))
         }
-        self._lab_sql = _type_leaves(schema, "Lab", FIELD_COLUMNS)
+        # per object type: how each scalar field is written, from which column of its row
+        # (labStats' lists are built by _lab_stats, its figures come from labs/stats.py's row)
+        figures = {f: part for f, part in STATS_PARTS.items() if part in FIGURES}
+        self._leaves: dict[str, tuple[dict[str, Callable[[str], str]], dict[str, str]]] = {
+            name: (_type_leaves(schema, name, columns), columns)
+            for name, columns in (
+                ("Lab", FIELD_COLUMNS),
+                ("LabStats", figures),
+                ("CategoryCount", {"category": "category", "count": "count"}),
+                ("RatingCount", {"rating": "rating", "count": "count"}),
+            )
+        }
 
     def plannable(self, name: str) -> bool:
         return name in self._roots
@@ -243,6 +259,26 @@ class Planner:
                 expr = "'LabConnection'"
             parts.append(f"{expr} as {_alias(child.key)}")
         return f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
+
+    def _lab_stats(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+        query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
+        where = query.where_sql(params)
+        leaves, columns = self._leaves["LabStats"]
+        parts: list[str] = []
+        for child in out.children:
+            if child.name == "byCategory":
+                element = self._fields(child.children, "f", "CategoryCount")
+                expr = _json_array(query.categories_sql(where), element, category_order("f"))
+            elif child.name == "ratingDistribution":
+                element = self._fields(child.children, "f", "RatingCount")
+                expr = _json_array(ratings_sql("s_"), element, "f.rating")
+            elif child.name == "__typename":
+                expr = "'LabStats'"
+            else:
+                expr = leaves[child.name](f"s_.{columns[child.name]}")
+            parts.append(f"{expr} as {_alias(child.key)}")
+        figures = query.figures_sql(where)
+        return f"(select row_to_json(c_) from (select {', '.join(parts)} from ({figures}) s_) c_)"
 
     def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
         parts = []
@@ -384,7 +420,7 @@ class Planner:
         """The facets over the matches `m_`."""
         leaves: dict[str, Callable[[str], str]] = {
             "category": lambda c: c,
-            "status": self._lab_sql["readingStatus"],
+            "status": self._leaves["Lab"][0]["readingStatus"],
             "rating": lambda c: c,
             "count": lambda c: c,
         }
@@ -417,12 +453,13 @@ class Planner:
 
     def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
         """`select <each field's JSON> as "key", ...` over the columns of `row`."""
+        leaves, columns = self._leaves[type_name]
         parts = []
         for out in outs:
             if out.name == "__typename":
                 expr = f"'{type_name}'"
             else:
-                expr = self._lab_sql[out.name](f"{row}.{FIELD_COLUMNS[out.name]}")
+                expr = leaves[out.name](f"{row}.{columns[out.name]}")
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"select {', '.join(parts)}"
 
@@ -475,6 +512,16 @@ class _Page:
             f"(select {self.query.cursor_sql('f')} from ({self.rows()}) f "
             f"order by {self.order('f', reverse=last)} limit 1)"
         )
+
+
+def _json_array(rows: str, element: str, order: str) -> str:
+    """A JSON array of one object per row of `rows` (as `f`), in `order`; `element` is the
+    select list of an object over `f`."""
+    items = (
+        f"array(select row_to_json(o_)::text from ({rows}) f "
+        f"cross join lateral ({element}) o_ order by {order})"
+    )
+    return f"('[' || array_to_string({items}, ',') || ']')::json"
 
 
 def _alias(key: str) -> str:

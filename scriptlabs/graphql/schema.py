@@ -19,9 +19,18 @@ from scriptlabs.graphql.resolvers import auth
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
 from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.resolvers import search as search_resolvers
+from scriptlabs.graphql.resolvers import stats as stats_resolvers
 from scriptlabs.graphql.resolvers.labs import LabConnection
 from scriptlabs.graphql.scalars import DateTime
-from scriptlabs.graphql.types import AuthPayload, ImportResult, Lab, ResetTokenStatus, Session, User
+from scriptlabs.graphql.types import (
+    AuthPayload,
+    ImportResult,
+    Lab,
+    LabStats,
+    ResetTokenStatus,
+    Session,
+    User,
+)
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -36,6 +45,7 @@ class Query:
         description="The caller's labs matching a text query (web-search syntax: words, "
         '"exact phrase", or, -exclude), best first; an empty query lists them newest first.',
     )
+    lab_stats: LabStats = strawberry.field(resolver=stats_resolvers.lab_stats)
     sessions: list[Session] = strawberry.field(resolver=auth.list_sessions)
     reset_token_status: ResetTokenStatus = strawberry.field(
         resolver=reset_resolvers.reset_token_status

@@ -14,6 +14,7 @@ from scriptlabs.auth.sessions import SessionRow
 from scriptlabs.auth.sessions import SignOutScope as StoredSignOutScope
 from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.columns import ReadingStatus as StoredStatus
+from scriptlabs.labs.stats import LabStatsRow
 
 # the domain's enum, registered as the GraphQL enum ReadingStatus (names shown, values stored)
 strawberry.enum(StoredStatus, name="ReadingStatus")
@@ -161,6 +162,45 @@ class RatingCount:
 
     rating: int
     count: int
+
+
+@strawberry.type
+class LabStats:
+    """A catalogue's statistics (contract: Stats); only the selected parts are read."""
+
+    total_labs: int
+    labs_read: int
+    labs_reading: int
+    labs_to_read: int
+    average_rating: float | None = strawberry.field(
+        description="round(avg(rating), 2) over the rated labs; null when none is rated."
+    )
+    total_authors: int
+    total_categories: int
+    by_category: list[CategoryCount] = strawberry.field(
+        description="Labs with a category, per category: most labs first, then by name."
+    )
+    rating_distribution: list[RatingCount] = strawberry.field(
+        description="Labs per rating, 1 to 5 in order, zero counts included."
+    )
+
+    @classmethod
+    def from_row(cls, row: LabStatsRow) -> LabStats:
+        average = row.average_rating
+        return cls(
+            total_labs=row.total_labs,
+            labs_read=row.labs_read,
+            labs_reading=row.labs_reading,
+            labs_to_read=row.labs_to_read,
+            # a Float: the numeric's nearest double, which prints as its 2 decimals do
+            average_rating=None if average is None else float(average),
+            total_authors=row.total_authors,
+            total_categories=row.total_categories,
+            by_category=[CategoryCount(category=c, count=n) for c, n in row.by_category],
+            rating_distribution=[
+                RatingCount(rating=r, count=n) for r, n in row.rating_distribution
+            ],
+        )
 
 
 @strawberry.type
