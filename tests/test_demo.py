@@ -279,10 +279,21 @@ async def test_demo_data_adds_numbered_users_with_their_share_of_labs(
     )
     listed = await api.ok("{ labs { totalCount } }", token=data["signIn"]["accessToken"])
     assert listed["labs"]["totalCount"] == int(labs)
-    # numbering goes on from the highest demo user
-    assert await _run(["demo-data", "--labs", "1"]) == 0
-    (next_line,) = capsys.readouterr().out.splitlines()
-    assert next_line.startswith(f"demo-{numbers[1] + 1}@scriptlabs.test\t")
+    # numbering goes on from the highest demo user, the others after the users
+    assert await _run(["demo-data", "--labs", "1", "--others", "2", "--others-labs", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in out] == [
+        f"demo-{numbers[1] + n}@scriptlabs.test" for n in (1, 2, 3)
+    ]
+    assert [line.split("\t")[2] for line in out] == ["1", "3", "3"]
+
+
+async def test_others_and_others_labs_go_together(
+    database: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cheap_cli(database, monkeypatch)
+    assert await _run(["demo-data", "--labs", "1", "--others", "2"]) != 0
+    assert "--others-labs" in capsys.readouterr().err
 
 
 def _cheap_cli(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
