@@ -32,9 +32,9 @@ from scriptlabs.labs import demo_nouns as nouns
 from scriptlabs.labs import demo_words as words
 
 KEYWORD_COUNT = 10_000
-# Zipf weights of the keywords, 1/(rank + 20)^1.7: about six keywords in one lab in ten or
-# more, a hundred and fifty in one in 175 or more, and the last few thousand in a handful of
-# labs in a million.
+# Zipf weights of the keywords, 1/(rank + 20)^1.7: 15 keywords in one lab in twenty or more
+# (2 in one in ten), 113 in one in 175 or more, and 4,400 in one in 100,000 or fewer (1,600
+# in at most five labs in a million).
 KEYWORD_EXPONENT = 1.7
 KEYWORD_OFFSET = 20
 
