@@ -18,10 +18,16 @@ BENCH_TITLE = "wrk bench lab"  # the title of labs createLab adds; deleted again
 DEEP_POSITION = 100_000  # the deep page starts after this row (5,000 pages of 20)
 
 CATALOGUES = {"200": 200, "1k": 1_000, "1m": 1_000_000}  # name: labs of the catalogue's user
-# what `scriptlabs demo-data` loads when no user of that size is there: --labs, --users. The
-# ordinary users come as a thousand (the database of the design document: one user with
-# 1,000,000 labs, 1,000 with 200); the bench takes the lowest-numbered of them (demo-<k>).
-LOADS = {"200": (200_000, 1_000), "1k": (1_000, 1), "1m": (1_000_000, 1)}
+# what `scriptlabs demo-data` loads when no user of that size is there: --labs, --users,
+# --others, --others-labs. The 1m user comes with a thousand ordinary users of 200 labs, all
+# their rows interleaved as a live service writes them (the database of the design document:
+# one user with 1,000,000 labs, 1,000 with 200); that load makes the 200 catalogue too, whose
+# user is the lowest-numbered of them (demo-<k>). The 200 load is for a run without 1m.
+LOADS = {
+    "1m": (1_000_000, 1, 1_000, 200),
+    "1k": (1_000, 1, 0, 0),
+    "200": (200_000, 1_000, 0, 0),
+}
 
 DEMO_USERS = """
 select u.id, u.email, count(l.id) as labs
@@ -101,15 +107,21 @@ async def fill_in(admin_dsn: str, catalogue: Catalogue) -> None:
     catalogue.deep_cursor = encode_cursor(sort_keys(()), deep)
 
 
-def load_demo_users(labs: int, users: int, env: dict[str, str]) -> None:
+def load_demo_users(
+    labs: int, users: int, others: int, others_labs: int, env: dict[str, str]
+) -> None:
+    args = ["--labs", str(labs), "--users", str(users)]
+    if others:
+        args += ["--others", str(others), "--others-labs", str(others_labs)]
+    also = f" and {others:,} with {others_labs:,} each, interleaved" if others else ""
     print(
-        f"==> loading {users:,} demo user(s) with {labs // users:,} labs each "
-        f"(scriptlabs demo-data --labs {labs} --users {users})",
+        f"==> loading {users:,} demo user(s) with {labs // users:,} labs each{also} "
+        f"(scriptlabs demo-data {' '.join(args)})",
         flush=True,
     )
     started = time.monotonic()
     out = subprocess.run(
-        [str(SCRIPTLABS), "demo-data", "--labs", str(labs), "--users", str(users)],
+        [str(SCRIPTLABS), "demo-data", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -118,7 +130,10 @@ def load_demo_users(labs: int, users: int, env: dict[str, str]) -> None:
     )
     if out.returncode != 0:
         raise BenchError(f"scriptlabs demo-data failed:\n{out.stderr}")
-    print(f"    {labs:,} labs in {time.monotonic() - started:.0f} s", flush=True)
+    print(
+        f"    {labs + others * others_labs:,} labs in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
 
 
 def load_catalogues(names: list[str], env: dict[str, str], admin_dsn: str) -> list[Catalogue]:
@@ -127,10 +142,13 @@ def load_catalogues(names: list[str], env: dict[str, str], admin_dsn: str) -> li
     users = asyncio.run(demo_users(admin_dsn))
     sizes = {u["labs"] for u in users}
     missing = {CATALOGUES[name] for name in names} - sizes
-    for name, (labs, count) in LOADS.items():
+    loaded = False
+    for name, (labs, count, others, others_labs) in LOADS.items():
         if CATALOGUES[name] in missing:
-            load_demo_users(labs, count, env)
-    if missing:
+            load_demo_users(labs, count, others, others_labs, env)
+            missing -= {labs // count, others_labs}
+            loaded = True
+    if loaded:
         users = asyncio.run(demo_users(admin_dsn))
     taken: set[uuid.UUID] = set()
     found: list[Catalogue] = []

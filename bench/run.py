@@ -2,13 +2,14 @@
 
 It starts the embedded PostgreSQL of its own data folder (default /tmp/scriptlabs-bench) and
 applies the migrations, loads the demo catalogues that are missing (`scriptlabs demo-data`: one
-user with 1,000,000 labs, a thousand with 200, and on request one with 1,000), starts `scriptlabs
-serve` on free ports for each number of workers (the default settings, and GRAPHQL_PLANNER=off
-for the plain-path reference) and the peers asked for (PostGraphile v5, v4) over the same
-database, signs in, reads what the scenarios need (a lab id, the cursor of the row 100,000 deep:
-from the database for Script Labs, from each peer itself for the peer), checks every request once
-and that every system returns the same ids, then runs wrk (bench/graphql.lua) for each scenario,
-system after system: a warm-up, then the measured run. Everything it started is stopped on exit.
+user with 1,000,000 labs among a thousand with 200, interleaved, and on request one with 1,000),
+starts `scriptlabs serve` on free ports for each number of workers (the default settings, and
+GRAPHQL_PLANNER=off for the plain-path reference) and the peers asked for (PostGraphile v5, v4)
+over the same database, signs in, reads what the scenarios need (a lab id, the cursor of the row
+100,000 deep: from the database for Script Labs, from each peer itself for the peer), checks every
+request once and that every system returns the same ids, then runs wrk (bench/graphql.lua) for each
+scenario, system after system: a warm-up, then the measured run. Everything it started is stopped
+on exit.
 See bench/README.md.
 """
 

@@ -162,6 +162,11 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.labs < 0 or args.users < 1:
         raise CommandError("--labs must be 0 or more and --users 1 or more")
+    if (args.others is None) != (args.others_labs is None):
+        raise CommandError("--others and --others-labs go together")
+    others, others_labs = args.others or 0, args.others_labs or 0
+    if others < 0 or others_labs < 0:
+        raise CommandError("--others and --others-labs must be 0 or more")
     password_hash = make_hasher(settings.argon2).hash(args.password)
     with database(settings) as settings:
         admin = settings.database_admin_url or settings.database_url
@@ -171,6 +176,8 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
                 admin,
                 labs=args.labs,
                 users=args.users,
+                others=others,
+                others_labs=others_labs,
                 password=args.password,
                 password_hash=password_hash,
             )
@@ -207,6 +214,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--labs", type=int, required=True)
     demo.add_argument("--users", type=int, default=1)
     demo.add_argument("--password", default="demo-password")
+    demo.add_argument(
+        "--others",
+        type=int,
+        metavar="K",
+        help="K more users, after the U, with --others-labs labs each; all their labs interleaved",
+    )
+    demo.add_argument("--others-labs", type=int, metavar="M")
     demo.set_defaults(run=cmd_demo_data)
 
     sub.add_parser(

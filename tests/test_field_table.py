@@ -122,7 +122,7 @@ def test_lab_order_field_and_order_field_are_the_sortable_fields() -> None:
 def test_demo_records_have_a_value_for_every_column() -> None:
     assert len(typing.get_args(demo.LabRecord)) == len(demo.LAB_COLUMNS)
     anchor = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    record = next(demo.generate_labs(1, uuid.uuid4(), 1, anchor=anchor))
+    record = next(demo.generate_labs([(1, uuid.uuid4(), 1)], anchor=anchor))
     assert len(record) == len(demo.LAB_COLUMNS)
 
 

@@ -2,31 +2,41 @@
 
 `load_demo_data` adds demo users `demo-<k>@scriptlabs.test`, numbered on from the highest
 existing one, and COPYs their labs into `public.labs` in one transaction as the database
-owner (so Row Level Security does not apply). `generate_labs` makes the rows from a
-`random.Random` seeded from k alone: the same k, number of labs and day give the same rows,
-and lab i of user k has the same id, text, ISBN, rating and status whatever the number of
-labs. Only timestamps (spread over the five years before the day of the load, UTC) and the
-publication year (never after the lab was added) follow the size and the day.
+owner (so Row Level Security does not apply). The labs of all the users it adds are written as
+a live service would have received them: one stream in created_at order over the five years
+before the day of the load, the users' labs mixed in it (each user's spread evenly over the
+span), never one user's labs in a block.
+
+Each user's labs come from a `random.Random` seeded from k alone: lab i of user k has the same
+id, text, ISBN, rating and status whatever the number of labs and whoever else is loaded with
+it; only its timestamps and publication year (never after the lab was added) follow its place
+in the stream and the day. The text (demo_text.py) has a long-tailed vocabulary: for
+benchmarks, `term_for_share(share)` names a word expected in about that share of any demo
+user's labs (1/10, 1/175, 1/150,000: common, medium, rare), `keyword_share(rank)` the share of
+the keyword of a frequency rank.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import uuid
 from bisect import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, chain
-from typing import TypeVar
+from itertools import accumulate, repeat
 
 import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from scriptlabs.labs import demo_words as words
 from scriptlabs.labs.columns import ALL_COLUMNS
+from scriptlabs.labs.demo_text import keyword as keyword
+from scriptlabs.labs.demo_text import keyword_share as keyword_share
+from scriptlabs.labs.demo_text import term_for_share as term_for_share
+from scriptlabs.labs.demo_text import text_writer
 
 EMAIL_DOMAIN = "scriptlabs.test"
 DEFAULT_PASSWORD = "demo-password"  # contract: the default of --password
@@ -70,8 +80,6 @@ select set_config('statement_timeout', '0', true),
 
 ANALYZE_LABS = "analyze public.labs"
 
-T = TypeVar("T")
-
 LabRecord = tuple[
     uuid.UUID,  # user_id
     str,  # id (32 hex digits; asyncpg encodes it without building a uuid.UUID)
@@ -112,48 +120,11 @@ def spread(labs: int, users: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(users)]
 
 
-def _zipf_cumulative(n: int) -> list[float]:
-    # weights ~1/rank: the natural spread of word frequencies
-    return list(accumulate(1.0 / rank for rank in range(1, n + 1)))
-
-
 def _cumulative(weights: list[float]) -> list[float]:
-    return list(accumulate(weights))
+    total = sum(weights)
+    return [c / total for c in accumulate(weights)]
 
 
-def _plural(noun: str) -> str:
-    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
-        return noun[:-1] + "ies"
-    if noun.endswith(("s", "x", "ch", "sh")):
-        return noun + "es"
-    return noun + "s"
-
-
-def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-_CATEGORY_NAMES = [name for name, _ in words.CATEGORIES]
-_CATEGORY_KINDS = {name: kind for name, kind in words.CATEGORIES}
-_CATEGORY_CUM = _zipf_cumulative(len(_CATEGORY_NAMES))
-_ALL_TOPICS = [topic for group in words.TOPICS.values() for topic in group]
-_TOPIC_CAPITALISED = {topic: _capitalised(topic) for topic in _ALL_TOPICS}
-_PLURALS = {noun: _plural(noun) for noun in words.TITLE_NOUNS}
-_NOTE_NOUN_CUM = _zipf_cumulative(len(words.NOTE_NOUNS))
-_NOTE_ADJECTIVE_CUM = _zipf_cumulative(len(words.NOTE_ADJECTIVES))
-_NOTE_VERB_CUM = _zipf_cumulative(len(words.NOTE_VERBS))
-# {n0} {n1} {n2} {a0} {a1} {v0} become positional fields, cheaper to fill.
-_NOTE_TEMPLATES = tuple(
-    template.replace("{n0}", "{0}")
-    .replace("{n1}", "{1}")
-    .replace("{n2}", "{2}")
-    .replace("{a0}", "{3}")
-    .replace("{a1}", "{4}")
-    .replace("{v0}", "{5}")
-    for template in words.NOTE_TEMPLATES
-)
-_SENTENCE_COUNTS = (1, 2, 3, 4, 5)
-_SENTENCES_CUM = _cumulative([30, 30, 20, 12, 8])
 _RATINGS = (1, 2, 3, 4, 5)
 _RATING_CUM = _cumulative([5, 10, 25, 35, 25])
 _STATUSES = ("read", "reading", "to_read")
@@ -180,81 +151,29 @@ def _user_random(k: int) -> random.Random:
     return random.Random(f"scriptlabs demo user {k}")
 
 
-def generate_labs(
-    k: int, user_id: uuid.UUID, count: int, *, anchor: datetime
-) -> Iterator[LabRecord]:
-    """Yield the `count` labs of demo user `k`, oldest first, columns as in LAB_COLUMNS.
-
-    created_at spreads evenly over the five years before `anchor` (each lab in its own
-    slot, so no two are equal) and updated_at falls between created_at and `anchor`. Every
-    lab draws from the user's random stream the same way whatever `count` is, so lab i of
-    user k is the same in a catalogue of any size, but for its timestamps and publication
-    year. `anchor` must be timezone-aware.
-    """
+def _user_labs(
+    k: int, user_id: uuid.UUID, *, start: datetime, step_us: float, anchor: datetime
+) -> Callable[[int], LabRecord]:
+    """A function giving user k's next lab, written in `slot` of the stream (slot j of the
+    stream begins j * step_us after `start`)."""
     rng = _user_random(k)
     rand = rng.random
-    choices = rng.choices
     getrandbits = rng.getrandbits
     expovariate = rng.expovariate
+    write_text = text_writer(rand)
+    anchor_us = (anchor - start) // timedelta(microseconds=1)
 
-    # rng.choice and one-item rng.choices cost a few calls each; these are one
-    def pick(seq: Sequence[T]) -> T:
-        return seq[int(rand() * len(seq))]
+    def next_lab(slot: int) -> LabRecord:
+        title, author, category, notes = write_text()
 
-    def pick_weighted(seq: Sequence[T], cum: Sequence[float]) -> T:
-        return seq[bisect(cum, rand() * cum[-1])]
-
-    span_us = SPAN_YEARS * 365 * 86_400 * 1_000_000
-    step = span_us / max(count, 1)
-    start = anchor - timedelta(microseconds=span_us)
-    first_names = words.FIRST_NAMES
-    last_names = words.LAST_NAMES
-    title_nouns = words.TITLE_NOUNS
-
-    for i in range(count):
-        # a category, then a title that suits it
-        picked = pick_weighted(_CATEGORY_NAMES, _CATEGORY_CUM)
-        kind = _CATEGORY_KINDS[picked]
-        category = None if rand() < 0.10 else picked
-        if kind == "fiction":
-            title = pick(words.FICTION_TITLES).format(
-                pick(words.TITLE_ADJECTIVES),
-                pick(title_nouns),
-                pick(title_nouns),
-                pick(words.PLACES),
-                _PLURALS[pick(title_nouns)],
-                pick(first_names),
-            )
-        else:
-            topic = pick(words.TOPICS[kind])
-            title = pick(words.NONFICTION_TITLES).format(
-                topic,
-                _TOPIC_CAPITALISED[topic],
-                pick(_ALL_TOPICS),
-                pick(words.TITLE_ADJECTIVES),
-            )
-        if rand() < 0.06:
-            title += pick(words.SERIES_SUFFIXES)
-
-        # mostly "First Last", some with an initial, a few pairs
-        shape = rand()
-        if shape < 0.86:
-            author = f"{pick(first_names)} {pick(last_names)}"
-        elif shape < 0.95:
-            author = f"{pick(first_names)} {chr(65 + getrandbits(4))}. {pick(last_names)}"
-        else:
-            author = (
-                f"{pick(first_names)} {pick(last_names)} and {pick(first_names)} {pick(last_names)}"
-            )
-
-        # one slot of the span per lab, jittered inside it
-        created_us = int((i + rand()) * step)
+        # jittered inside its slot, so created_at grows along the stream
+        created_us = int((slot + rand()) * step_us)
         created_at = start + timedelta(microseconds=created_us)
         if rand() < 0.45:
             updated_at = created_at
         else:  # edited later, mostly soon after
             updated_at = created_at + timedelta(
-                microseconds=int((span_us - created_us) * rand() ** 3)
+                microseconds=int((anchor_us - created_us) * rand() ** 3)
             )
 
         year: int | None = None
@@ -273,36 +192,16 @@ def generate_labs(
             if rand() < 0.6:
                 cover_url = f"https://covers.example.org/{isbn}.jpg"
 
-        status = pick_weighted(_STATUSES, _STATUS_CUM)
+        status = _STATUSES[bisect(_STATUS_CUM, rand())]
         rating: int | None = None
         if rand() < _RATED_SHARE[status]:
-            rating = pick_weighted(_RATINGS, _RATING_CUM)
-
-        notes: str | None = None
-        if rand() < 0.70:
-            sentences = pick_weighted(_SENTENCE_COUNTS, _SENTENCES_CUM)
-            nouns = choices(words.NOTE_NOUNS, cum_weights=_NOTE_NOUN_CUM, k=3 * sentences)
-            adjectives = choices(
-                words.NOTE_ADJECTIVES, cum_weights=_NOTE_ADJECTIVE_CUM, k=2 * sentences
-            )
-            verbs = choices(words.NOTE_VERBS, cum_weights=_NOTE_VERB_CUM, k=sentences)
-            notes = " ".join(
-                pick(_NOTE_TEMPLATES).format(
-                    nouns[3 * j],
-                    nouns[3 * j + 1],
-                    nouns[3 * j + 2],
-                    adjectives[2 * j],
-                    adjectives[2 * j + 1],
-                    verbs[j],
-                )
-                for j in range(sentences)
-            )
+            rating = _RATINGS[bisect(_RATING_CUM, rand())]
 
         # version 4 layout over the seeded bits, so the ids look like any others
         bits = getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48)
         lab_id = f"{bits | (0x4000 << 64) | (0x8000 << 48):032x}"
 
-        yield (
+        return (
             user_id,
             lab_id,
             title,
@@ -318,6 +217,50 @@ def generate_labs(
             updated_at,
         )
 
+    return next_lab
+
+
+def schedule(counts: Sequence[int], phases: Sequence[float]) -> Iterator[int]:
+    """The index of the user of each slot of the stream, in order: user u's i-th lab comes at
+    (i + phases[u]) / counts[u] of the span, so each user's labs spread evenly over it and
+    everyone's are mixed."""
+    live = [u for u, count in enumerate(counts) if count > 0]
+    if len(live) == 1:
+        yield from repeat(live[0], counts[live[0]])
+        return
+    heap = [(phases[u] / counts[u], u, 0) for u in live]
+    heapq.heapify(heap)
+    while heap:
+        _, u, i = heap[0]
+        yield u
+        i += 1
+        if i < counts[u]:
+            heapq.heapreplace(heap, ((i + phases[u]) / counts[u], u, i))
+        else:
+            heapq.heappop(heap)
+
+
+def generate_labs(
+    users: Sequence[tuple[int, uuid.UUID, int]], *, anchor: datetime
+) -> Iterator[LabRecord]:
+    """Yield the labs of `users` ((k, id, number of labs) each), columns as in LAB_COLUMNS,
+    in the order a service would have received them: created_at growing, users mixed.
+
+    The stream spans the five years before `anchor` (timezone-aware), one slot per lab;
+    updated_at falls between created_at and `anchor`.
+    """
+    total = sum(count for _, _, count in users)
+    span = timedelta(days=SPAN_YEARS * 365)
+    start = anchor - span
+    step_us = span / timedelta(microseconds=1) / max(total, 1)
+    writers = [
+        _user_labs(k, user_id, start=start, step_us=step_us, anchor=anchor)
+        for k, user_id, _ in users
+    ]
+    phases = [random.Random(f"scriptlabs demo phase {k}").random() for k, _, _ in users]
+    for slot, u in enumerate(schedule([count for _, _, count in users], phases)):
+        yield writers[u](slot)
+
 
 def _check_password(password: str, password_hash: str) -> None:
     try:
@@ -331,11 +274,14 @@ async def load_demo_data(
     *,
     labs: int,
     users: int = 1,
+    others: int = 0,
+    others_labs: int = 0,
     password: str = DEFAULT_PASSWORD,
     password_hash: str,
     now: datetime | None = None,
 ) -> list[DemoUser]:
-    """Add `users` demo users sharing `labs` labs, in one transaction; return them.
+    """Add `users` demo users sharing `labs` labs, then `others` more with `others_labs` labs
+    each, in one transaction, their labs interleaved; return them in number order.
 
     Connects to `admin_dsn` as the database owner. `password_hash` is the argon2id hash of
     `password` (checked, so the two cannot disagree). `now` anchors the timestamps (default:
@@ -343,13 +289,13 @@ async def load_demo_data(
     """
     if users < 1:
         raise ValueError("users must be at least 1")
-    if labs < 0:
-        raise ValueError("labs must not be negative")
+    if labs < 0 or others < 0 or others_labs < 0:
+        raise ValueError("labs, others and others_labs must not be negative")
     if now is not None and now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     await asyncio.to_thread(_check_password, password, password_hash)
     anchor = now or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = spread(labs, users)
+    counts = spread(labs, users) + [others_labs] * others
 
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -358,11 +304,10 @@ async def load_demo_data(
             await conn.fetchval(TUNE_TRANSACTION)
             highest = await conn.fetchval(HIGHEST_DEMO_NUMBER)
             first = int(highest or 0) + 1
+            numbers = range(first, first + len(counts))
             added = [
-                DemoUser(email=email, id=demo_user_id(email), labs=count)
-                for email, count in zip(
-                    (demo_email(k) for k in range(first, first + users)), counts, strict=True
-                )
+                DemoUser(email=demo_email(k), id=demo_user_id(demo_email(k)), labs=count)
+                for k, count in zip(numbers, counts, strict=True)
             ]
             await conn.execute(
                 INSERT_USERS,
@@ -370,18 +315,17 @@ async def load_demo_data(
                 [user.email for user in added],
                 password_hash,
             )
-            if labs:
+            if sum(counts):
                 # one COPY for all users, streamed: rows are made while the server writes the
                 # previous ones, and never all held in memory
-                records = chain.from_iterable(
-                    generate_labs(first + n, user.id, user.labs, anchor=anchor)
-                    for n, user in enumerate(added)
-                )
                 await conn.copy_records_to_table(
                     "labs",
                     schema_name="public",
                     columns=LAB_COLUMNS,
-                    records=records,
+                    records=generate_labs(
+                        [(k, user.id, user.labs) for k, user in zip(numbers, added, strict=True)],
+                        anchor=anchor,
+                    ),
                 )
             await conn.execute(ANALYZE_LABS)
     finally:

@@ -1,12 +1,16 @@
 """Word and name lists for the demo catalogue (`scriptlabs demo-data`).
 
-Plain data, kept apart from the generator in `demo.py`. The note vocabularies are listed
-roughly from most to least common: the generator draws from them with weights ~1/rank, so a
-few words appear in many notes and most in few, as in real text, and full-text searches
-find anything from a handful of labs to a large share of a catalogue.
+Plain data, kept apart from the generator (`demo_text.py`, `demo.py`). Lists are in order of
+rank, most common first: the generator draws from them with Zipf weights. The nouns that carry
+the long tail of the vocabulary (the keywords) are in `demo_nouns.py`.
 """
 
 from __future__ import annotations
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
 
 # fmt: off
 
@@ -124,217 +128,211 @@ TOPICS: dict[str, tuple[str, ...]] = {
         "Chaos Theory", "Neuroscience", "Marine Biology", "Botany", "Geology", "Climate",
         "Particle Physics", "Astrophysics", "Black Holes", "the Solar System", "Exoplanets",
         "Linear Algebra", "Calculus", "Game Theory", "Chemistry", "Microbiology", "Volcanoes",
-        "Birds", "Forests", "the Deep Sea", "Mushrooms",
+        "Birds", "Forestry", "Oceanography", "Mushrooms",
     ),
     "humanities": (
-        "Roman History", "the Silk Road", "Ancient Greece", "the Renaissance", "the Cold War",
-        "Medieval Europe", "the Ottoman Empire", "Ethics", "Stoicism", "Existentialism", "Memory",
-        "Language", "Power", "Democracy", "Capitalism", "Money", "Cities", "Architecture",
-        "Photography", "Jazz", "Opera", "Typography", "Painting", "Cartography", "Attention",
-        "Happiness", "Grief", "Friendship", "Freedom", "Justice", "Empire", "Revolution",
-        "Migration", "the Enlightenment", "Mythology", "Rhetoric",
+        "Roman History", "the Spice Trade", "Ancient Greece", "the Renaissance", "Diplomacy",
+        "Medieval Europe", "the Ottoman Empire", "Ethics", "Stoicism", "Existentialism",
+        "Forgetting", "Language", "Power", "Democracy", "Capitalism", "Money", "Urbanism",
+        "Architecture", "Photography", "Jazz", "Opera", "Typography", "Painting", "Cartography",
+        "Attention", "Happiness", "Grief", "Friendship", "Freedom", "Justice", "Empire",
+        "Revolution", "Migration", "the Enlightenment", "Mythology", "Rhetoric",
     ),
     "life": (
         "Bread", "Fermentation", "Slow Cooking", "Coffee", "Tea", "Running", "Cycling",
-        "Mountaineering", "Sleep", "Habits", "Negotiation", "Leadership", "Startups", "Marketing",
-        "Personal Finance", "Gardening", "Walking", "Sailing", "Chess", "Focus", "Meditation",
+        "Alpinism", "Sleep", "Habits", "Negotiation", "Leadership", "Startups", "Marketing",
+        "Personal Finance", "Horticulture", "Walking", "Sailing", "Chess", "Focus", "Meditation",
         "Small Business", "Football", "Swimming", "Spices", "Pastry",
     ),
 }
 
-# Words for fiction titles ("The Silent Quasar", "Quasar Chronicles").
-TITLE_ADJECTIVES: tuple[str, ...] = (
-    "Silent", "Last", "Hidden", "Lost", "Broken", "Golden", "Silver", "Crimson", "Distant",
-    "Forgotten", "Burning", "Frozen", "Secret", "Endless", "Quiet", "Dark", "Bright", "Wild",
-    "Hollow", "Ancient", "Shattered", "Sleeping", "Wandering", "Restless", "Invisible", "Midnight",
-    "Winter", "Summer", "Autumn", "Electric", "Iron", "Glass", "Paper", "Velvet", "Scarlet",
-    "Emerald", "Obsidian", "Radiant", "Bitter", "Sweet", "Strange", "Fallen", "Rising", "Drowned",
-    "Painted", "Crooked", "Gentle", "Savage", "Wicked", "Little", "Great", "Final", "First",
-    "Infinite", "Northern", "Southern", "Eastern", "Western", "Stolen", "Borrowed", "Empty",
-    "Hungry", "Lonely", "Patient", "Curious", "Impossible", "Luminous", "Feral", "Gilded",
-    "Haunted", "Weightless", "Burnished", "Orphaned", "Salt", "Stone", "Copper", "Amber", "Ivory",
-    "Ashen", "Blue", "Green", "Red", "White", "Black", "Violet", "Seventh", "Thirteenth",
-    "Hundredth", "Secondhand", "Tidal", "Solar", "Lunar", "Stellar", "Nocturnal", "Vanishing",
-    "Unfinished", "Unspoken", "Unquiet", "Deep", "High", "Lower",
-)
+# Adjectives of fiction titles ("The Silent {noun}"), most common first.
+TITLE_ADJECTIVES = _words("""
+Silent Last Hidden Lost Broken Golden Crimson Distant Forgotten Burning Frozen Endless Quiet Dark
+Bright Wild Ancient Shattered Sleeping Wandering Restless Invisible Electric Scarlet Obsidian
+Radiant Bitter Sweet Strange Fallen Rising Drowned Painted Crooked Gentle Savage Wicked Little
+Great Final First Infinite Northern Southern Eastern Western Stolen Borrowed Empty Hungry Lonely
+Patient Curious Impossible Luminous Feral Gilded Haunted Weightless Burnished Orphaned Ashen Blue
+Green Red White Black Violet Seventh Thirteenth Hundredth Secondhand Tidal Solar Lunar Stellar
+Nocturnal Vanishing Unfinished Unspoken Unquiet Deep High Lower Sunken Silken Wooden Woven
+Forbidden Sacred Unseen Untold Perilous Glorious Fearless Wistful Drifting Shining Whispering
+Fading Waking Singing Floating Turning Sleepless Nameless Faithless Boundless Reckless Bewildered
+Reluctant Tender Furious Merciful Hollowed Starless Sunless Moonlit Windswept Unbroken
+""")
 
-TITLE_NOUNS: tuple[str, ...] = (
-    "Quasar", "Garden", "River", "Kingdom", "Empire", "Mirror", "Lighthouse", "Orchard", "Harbor",
-    "Station", "Machine", "Engine", "Archive", "Library", "Cartographer", "Alchemist", "Clockmaker",
-    "Gardener", "Astronomer", "Navigator", "Witness", "Stranger", "Daughter", "Son", "Widow",
-    "Queen", "King", "Prince", "Thief", "Assassin", "Detective", "Pilgrim", "Sailor", "Soldier",
-    "Saint", "Prophet", "Oracle", "Witch", "Wizard", "Dragon", "Wolf", "Raven", "Fox", "Whale",
-    "Serpent", "Tiger", "Heron", "Moth", "Comet", "Nebula", "Planet", "Moon", "Star", "Sun",
-    "Horizon", "Ocean", "Island", "Desert", "Dune", "Mountain", "Valley", "Forest", "Canyon",
-    "Glacier", "Tundra", "Marsh", "City", "Tower", "Bridge", "Gate", "Wall", "House", "Cottage",
-    "Castle", "Cathedral", "Palace", "Labyrinth", "Maze", "Map", "Compass", "Key", "Lock", "Door",
-    "Window", "Clock", "Hourglass", "Lantern", "Candle", "Flame", "Ember", "Ash", "Smoke", "Storm",
-    "Thunder", "Rain", "Snow", "Frost", "Tide", "Wave", "Shore", "Reef", "Signal", "Cipher", "Code",
-    "Protocol", "Algorithm", "Paradox", "Theorem", "Equation", "Memory", "Dream", "Shadow", "Echo",
-    "Whisper", "Song", "Symphony", "Requiem", "Ballad", "Letter", "Promise", "Secret", "Lie",
-    "Truth", "Question", "Answer", "Silence", "Voice", "Crown", "Sword", "Shield", "Throne", "Ring",
-    "Feather", "Bone", "Heart", "Hand", "Eye", "Orbit", "Eclipse", "Meridian", "Equinox",
-    "Solstice", "Harvest", "Winter", "Spring", "Voyage", "Journey", "Exile", "Return",
-    "Inheritance", "Reckoning", "Covenant", "Prophecy", "Rebellion", "Conspiracy", "Experiment",
-    "Colony", "Frontier", "Outpost", "Citadel", "Ark", "Vessel", "Starship", "Android", "Automaton",
-    "Golem", "Ghost", "Phantom", "Specter", "Meadow", "Atlas", "Chronicle", "Testament", "Almanac",
-    "Ledger", "Manuscript", "Orchid", "Lotus", "Willow", "Oak", "Cedar", "Thorn", "Rose", "Lily",
-    "Ivy", "Moss",
-)
-
-# Titles: {0} adjective, {1} noun, {2} another noun, {3} place, {4} a plural, {5} first name.
+# Titles by kind of category; the fields (CATEGORY_KINDS in demo_text.py):
+#   {N} a keyword noun, {Ns} its plural, {AN} "A"/"An" and the noun, all capitalised; {T} a
+#   title adjective; {P} a place; {F} a first name; {t} a topic, {Tt} the topic capitalised.
 FICTION_TITLES: tuple[str, ...] = (
-    "The {0} {1}",
-    "The {0} {1}",
-    "The {0} {1}",
-    "{1} Chronicles",
-    "The {1} Chronicles",
-    "The {1} of {3}",
-    "{0} {4}",
-    "{0} {4}",
-    "The {1} and the {2}",
-    "A {1} in {3}",
-    "Letters from {3}",
-    "Return to {3}",
-    "{5}'s {1}",
-    "Beyond the {0} {1}",
-    "Song of the {1}",
-    "{1} of {4}",  # "Crown of Thorns"
-    "Children of the {1}",
-    "The {1}'s {2}",
-    "{0} {1}",
-    "The {1}",
-    "When the {1} Falls",
-    "The {1} Who Stayed",
+    "The {T} {N}",
+    "The {T} {N}",
+    "The {T} {N}",
+    "{N} Chronicles",
+    "The {N} Chronicles",
+    "The {N} of {P}",
+    "{T} {Ns}",
+    "{T} {Ns}",
+    "The {N} and the {N}",
+    "{AN} in {P}",
+    "Dispatches from {P}",
+    "Return to {P}",
+    "{F}'s {N}",
+    "Beyond the {T} {N}",
+    "Lament for the {N}",
+    "{N} of {Ns}",
+    "Children of the {N}",
+    "The {N}'s {N}",
+    "{T} {N}",
+    "The {N}",
+    "When the {N} Falls",
+    "The {N} Who Stayed",
+    "The Last {N} of {P}",
+    "{AN} for {F}",
 )
-# Non-fiction: {0} topic, {1} topic capitalised, {2} another topic, {3} adjective.
 NONFICTION_TITLES: tuple[str, ...] = (
-    "Notes on {0}",
-    "An Introduction to {0}",
-    "{1} in Practice",
-    "Practical {1}",
-    "Mastering {1}",
-    "The Art of {0}",
-    "A Short History of {0}",
-    "{1}: A Field Guide",
-    "Thinking About {0}",
-    "Essays on {0}",
-    "{1} for the Curious",
-    "Understanding {1}",
-    "{1} from First Principles",
-    "On {0}",
-    "Lectures on {0}",
-    "{1}, Explained",
-    "The Handbook of {0}",
-    "{1} and {2}",
-    "The {3} Guide to {0}",
-    "Designing for {0}",
-    "The Hidden Life of {0}",
-    "{1}: Patterns and Pitfalls",
+    "Notes on {t}",
+    "An Introduction to {t}",
+    "{Tt} in Practice",
+    "Practical {Tt}",
+    "Mastering {Tt}",
+    "The Art of {t}",
+    "A Short History of {t}",
+    "{Tt}: A Beginner's Guide",
+    "Thinking About {t}",
+    "Essays on {t}",
+    "{Tt} for the Curious",
+    "Understanding {Tt}",
+    "{Tt} from First Principles",
+    "On {t}",
+    "Lectures on {t}",
+    "{Tt}, Explained",
+    "The Handbook of {t}",
+    "{Tt} and {t}",
+    "The {T} Guide to {t}",
+    "Designing for {t}",
+    "The Hidden Life of {t}",
+    "{Tt}: Patterns and Pitfalls",
 )
 SERIES_SUFFIXES: tuple[str, ...] = (
-    ": Book Two", ": Book Three", ", Volume 2", " II", " III", ": The Sequel",
+    ": Book Two", ": Book Three", ": Part Two", " II", " III", ": The Sequel",
 )
 
-PLACES: tuple[str, ...] = (
-    "Lisbon", "Kyoto", "Venice", "Samarkand", "Alexandria", "Prague", "Istanbul", "Marrakesh",
-    "Reykjavik", "Patagonia", "Tangier", "Havana", "Zanzibar", "Odessa", "Trieste", "Lagos",
-    "Valparaiso", "Hokkaido", "Kerala", "the North", "the South", "the Archipelago",
-    "the Old Quarter", "the Lower Town", "the Far Side", "the Red Planet", "Titan", "Europa",
-    "Mars", "the Outer Rim", "the Delta", "the Steppe", "the Highlands", "the Coast", "Elsewhere",
-    "Nowhere", "the Provinces", "the Border", "the Sea", "the Station",
-)
+# Real places, listed before the generated ones (toponyms) in titles and notes.
+PLACES = _words("""
+Lisbon Kyoto Venice Samarkand Alexandria Prague Istanbul Marrakesh Reykjavik Patagonia Tangier
+Havana Zanzibar Odessa Trieste Lagos Valparaiso Hokkaido Kerala Titan Europa Mars Elsewhere Nowhere
+Antwerp Bruges Tbilisi Yerevan Kathmandu Lhasa Timbuktu Cairo Damascus Baghdad Isfahan Seville
+Granada Naples Palermo Dubrovnik Krakow Vilnius Riga Tallinn Helsinki Bergen Tromso Galway Cornwall
+Yorkshire Orkney Shetland Hebrides Brittany Provence Tuscany Andalusia Sicily Sardinia Crete Rhodes
+Cyprus Malta Madagascar Mauritius Tasmania Yukon Alaska Labrador Nantucket Savannah Memphis Oaxaca
+Cusco Quito Montevideo Ushuaia
+""")
 
-# Note vocabularies, most common first (weights ~1/rank).
-NOTE_NOUNS: tuple[str, ...] = (
-    "story", "book", "author", "world", "time", "character", "chapter", "idea", "life", "way",
-    "history", "part", "reader", "end", "system", "example", "people", "language", "detail",
-    "argument", "ending", "writing", "voice", "plot", "structure", "theory", "question", "problem",
-    "design", "city", "family", "war", "love", "memory", "science", "data", "power", "narrator",
-    "hero", "journey", "mystery", "sea", "river", "house", "friend", "mother", "father", "child",
-    "society", "knowledge", "pace", "tone", "prose", "dialogue", "setting", "protagonist",
-    "villain", "twist", "theme", "style", "model", "method", "approach", "framework", "concept",
-    "algorithm", "database", "network", "code", "proof", "evidence", "research", "experiment",
-    "machine", "engine", "index", "query", "cache", "protocol", "universe", "planet", "star",
-    "galaxy", "moon", "forest", "mountain", "island", "garden", "kitchen", "recipe", "journal",
-    "letter", "map", "diagram", "chart", "table", "figure", "footnote", "appendix", "preface",
-    "introduction", "conclusion", "translation", "edition", "series", "sequel", "trilogy", "volume",
-    "collection", "essay", "poem", "interview", "biography", "portrait", "landscape", "empire",
-    "kingdom", "revolution", "election", "market", "economy", "company", "founder", "leader",
-    "team", "community", "culture", "religion", "faith", "philosophy", "ethics", "justice",
-    "freedom", "silence", "grief", "hope", "fear", "courage", "ambition", "betrayal", "loyalty",
-    "identity", "childhood", "youth", "age", "death", "birth", "marriage", "exile", "migration",
-    "border", "frontier", "colony", "ship", "voyage", "storm", "winter", "summer", "season",
-    "century", "decade", "generation", "archive", "library", "manuscript", "museum", "painting",
-    "music", "song", "melody", "rhythm", "poetry", "metaphor", "symbol", "image", "scene", "moment",
-    "detective", "murder", "crime", "clue", "suspect", "witness", "court", "trial", "prison", "spy",
-    "secret", "conspiracy", "dragon", "wizard", "magic", "spell", "prophecy", "quest", "sword",
-    "crown", "throne", "quasar", "nebula", "starship", "android", "robot", "colonist", "alien",
-    "signal", "transaction", "replication", "consensus", "latency", "throughput", "schema",
-    "compiler", "kernel", "thread", "lock", "pointer", "function", "closure", "type", "interface",
-    "module", "package", "test", "bug", "patch", "release", "deployment", "cluster", "server",
-    "client", "browser", "pipeline", "tensor", "gradient", "neuron", "genome", "cell", "species",
-    "evolution", "climate", "ocean", "reef", "volcano", "fossil", "particle", "wave", "field",
-    "equation", "theorem", "lemma", "paradox", "infinity", "probability", "statistic", "graph",
-    "bread", "dough", "spice", "coffee", "wine", "harvest", "orchard", "meal", "habit", "routine",
-    "goal", "career", "negotiation", "strategy", "customer", "product", "startup", "investor",
-    "chessboard", "marathon", "summit", "trail", "lighthouse", "harbor", "compass", "lantern",
-    "clockwork", "automaton", "labyrinth", "mirror", "shadow", "echo", "whisper", "ghost",
-)
+# Generated English place names, also surnames: a head and a tail ("Ash" + "combe").
+TOPONYM_HEADS = _words("""
+Ash Ald Alver Bar Beck Bex Black Bram Brad Bren Brom Bur Cal Cam Car Cold Craw Dal Dar Den Dun
+Eas Elm Elder Fair Far Fen Gar Glen Graf Grim Had Hal Har Hart Haver Hes Hol Hun Kel Ken Kings
+Kir Lang Lin Long Lud Lyn Mal Mar Mel Mid Mor New Nor Old Ost Pen Pem Ray Rix Ros Rother Rud Ry
+Sal Sax Shel Stan Sto Sud Sut Tam Ten Thorn Tor Ul Wal War Wen Wes Whit Win Wor Wyn Yar Ab Ack
+Ap Bick Bol Chal Chid Cot Cran Dray Ebb Eg Fal Hath Hex Ick Kes Lox Marl Pad Quen Sel Tad Ux
+""")
+TOPONYM_TAILS = _words("""
+ford ton ley bury combe mere wick stead thorpe worth ham by dale hurst cliffe field well more
+minster borough chester mouth bourne stow den wich holme leigh ington
+""")
 
-NOTE_ADJECTIVES: tuple[str, ...] = (
-    "good", "new", "great", "short", "long", "old", "clear", "small", "strong", "beautiful",
-    "interesting", "slow", "quiet", "dark", "simple", "careful", "brilliant", "strange", "original",
-    "practical", "dense", "readable", "detailed", "gentle", "funny", "sad", "moving", "thoughtful",
-    "ambitious", "uneven", "elegant", "clever", "honest", "vivid", "rich", "surprising",
-    "predictable", "bleak", "hopeful", "tense", "lyrical", "dry", "witty", "patient", "generous",
-    "rigorous", "accessible", "technical", "classic", "modern", "ancient", "forgotten", "hidden",
-    "silent", "distant", "wild", "cold", "warm", "bright", "bitter", "sweet", "lonely", "restless",
-    "haunting", "unforgettable", "overlong", "underrated", "overrated", "essential", "definitive",
-    "comprehensive", "concise", "flawed", "perfect", "charming", "chilling", "gripping",
-    "sprawling", "intimate", "epic", "minimal", "baroque", "luminous", "melancholy", "playful",
-    "furious", "tender", "subtle", "obvious", "fresh", "familiar", "curious", "fragile", "stubborn",
-    "relentless", "distributed", "concurrent", "immutable", "functional", "relational",
-    "probabilistic", "quantum", "cosmic", "stellar", "volcanic", "tidal", "nocturnal", "medieval",
-    "imperial", "rural", "urban", "coastal",
-)
+# Nouns of reviews, the words a reader uses about a book (not keywords), most common first.
+REVIEW_NOUNS = _words("""
+story book plot prose pace ending narrator character writing tone dialogue setting protagonist
+premise argument structure translation edition sequel conclusion introduction cast heroine subplot
+epilogue prologue opening climax worldbuilding research reasoning analysis thesis examples
+illustrations diagrams exercises appendix bibliography humour suspense tension atmosphere imagery
+metaphor symbolism pacing vocabulary style theme twist villain middle footnotes chapters
+storytelling characters descriptions pages narrative
+""")
 
-NOTE_VERBS: tuple[str, ...] = (
-    "explains", "shows", "describes", "follows", "explores", "makes", "finds", "takes", "gives",
-    "tells", "builds", "remembers", "loses", "changes", "reveals", "covers", "introduces", "argues",
-    "questions", "captures", "traces", "maps", "connects", "challenges", "defends", "celebrates",
-    "mourns", "imagines", "reconstructs", "compares", "measures", "tests", "rewrites", "translates",
-    "hides", "discovers", "survives", "betrays", "rescues", "haunts", "illuminates", "dissects",
-    "unpacks", "simplifies", "complicates", "revisits", "inverts", "undermines", "rewards",
-    "frustrates", "echoes", "anticipates", "predicts", "indexes", "optimizes", "replicates",
-    "compiles", "sorts", "caches", "proves", "derives", "models",
-)
+# Note vocabularies, most common first (weights ~1/rank, see demo_text.py).
+NOTE_ADJECTIVES = _words("""
+good new great short long old clear small strong beautiful interesting slow quiet dark simple
+careful brilliant strange original practical dense readable detailed gentle funny sad moving
+thoughtful ambitious uneven elegant clever honest vivid rich surprising predictable bleak hopeful
+tense lyrical dry witty patient generous rigorous accessible technical classic modern ancient
+forgotten hidden silent distant wild cold warm bright bitter sweet lonely restless haunting
+unforgettable overlong underrated overrated essential definitive comprehensive concise flawed
+perfect charming chilling gripping sprawling intimate epic minimal baroque luminous melancholy
+playful furious tender subtle obvious fresh familiar curious fragile stubborn relentless
+distributed concurrent immutable functional relational probabilistic quantum cosmic stellar
+volcanic tidal nocturnal medieval imperial rural urban coastal awkward bold brave calm cheerful
+clumsy confident cruel cynical delicate dreamy eerie fierce fond frantic gloomy graceful grim harsh
+heavy hollow humble idle jagged keen lavish loose loud lush mellow messy mild modest muddy narrow
+neat noisy odd pale plain polite proud quaint rapid raw rough rude rusty shallow sharp shy sleepy
+sly smooth soft sour spare steady steep stern stiff sticky stormy sturdy swift tame tidy tiny tough
+vague vast weary wicked wise worn young zealous absurd abrupt earnest eccentric fanciful feverish
+frugal gaudy giddy gruff hasty hearty jaunty languid meek morbid nimble peculiar pensive placid
+prim quirky rowdy rustic serene shrewd solemn somber sombre spirited staid stoic suave sullen tacky
+taut terse timid trite vapid wary wry bewildering breathless dazzling disquieting enchanting
+exhausting fascinating harrowing heartfelt hilarious infuriating inventive meandering mesmerising
+meticulous overwrought painstaking poignant provocative rambling refreshing riveting scholarly
+searing shimmering sobering stirring unsettling uplifting whimsical wrenching
+""")
 
-# Sentence shapes for notes: {n0} {n1} {n2} take nouns, {a0} {a1} adjectives, {v0} a verb.
+NOTE_VERBS = _words("""
+explains shows describes follows explores makes finds takes gives tells builds remembers loses
+changes reveals covers introduces argues captures traces connects challenges defends celebrates
+mourns imagines reconstructs compares measures rewrites translates hides discovers survives betrays
+haunts illuminates dissects unpacks simplifies complicates revisits inverts undermines frustrates
+anticipates predicts optimizes replicates compiles sorts proves derives models abandons accepts
+admires avoids borrows breaks buries carries catches chases chooses clarifies collects confronts
+considers contradicts creates crosses destroys dismisses distorts embraces ends examines exposes
+forgets forgives gathers guides ignores inherits interrupts invents joins keeps kills leaves lifts
+misses mocks needs notices obeys offers opens outlines owns paints praises protects pursues quotes
+raises reaches rebuilds recalls refuses rejects repeats resists restores returns saves seeks sells
+shapes shares softens solves spares spoils steals summarises suspects teaches tempts tests
+threatens turns uncovers unravels visits wakes wanders warns watches weaves wins
+""")
+
+# Sentences of notes; the fields: {n} a keyword noun, {ns} its plural, {an} "a"/"an" and the
+# noun ({An} at the start of a sentence); {a} an adjective, {aa} "a"/"an" and the adjective
+# ({Aa} capitalised); {r} a review noun; {v} a verb; {p} a place; {f} a first name. Every other
+# word is fixed here and must not be a keyword (tests/test_demo.py checks their lexemes).
 NOTE_TEMPLATES: tuple[str, ...] = (
-    "The {n0} {v0} the {a0} {n1}.",
-    "A {a0} {n0} about {n1} and {n2}.",
-    "The {a0} {n0} {v0} a {a1} {n1}.",
-    "I liked the {n0} but the {n1} felt {a0}.",
-    "Every {n0} {v0} the {n1} of the {n2}.",
-    "The {n0} is {a0}, the {n1} {a1}.",
-    "Read it for the {n0}; stay for the {n1}.",
-    "Not a {a0} {n0}, but a {a1} one.",
-    "The chapter on {n0} {v0} how the {n1} works.",
-    "Both {a0} and {a1}: the {n0} {v0} its {n1}.",
-    "Worth it for the {n0} alone.",
-    "The second half {v0} the {n0} and the {n1}.",
-    "A {a0} look at {n0}, {n1} and {n2}.",
-    "The {n0} never quite {v0} the {n1}.",
-    "Compare with the {a0} {n0} in the last {n1}.",
-    "Its {n0} {v0} every {n1} it touches.",
-    "Too {a0} in places, yet the {n0} is {a1}.",
-    "Somewhere between a {n0} and a {n1}.",
-    "The author {v0} the {n0} with {a0} care.",
-    "Reread the part where the {n0} {v0} the {n1}.",
-    "A {n0} of {a0} {n1} and {a1} {n2}.",
-    "Recommended by a {n0} who loves {a0} {n1}.",
-    "Good notes on {n0} and the {a0} {n1}.",
-    "The {a0} {n0} at the end {v0} everything.",
+    "The {r} {v} {aa} {n}.",
+    "{Aa} {r} about {ns} and {ns}.",
+    "I liked the {r} but the {r} felt {a}.",
+    "Every {r} {v} the {n} of the {n}.",
+    "The {r} is {a}, the {r} {a}.",
+    "Read it for the {ns}; stay for the {r}.",
+    "Not {aa} {r}, but {aa} one.",
+    "The chapter on {ns} {v} how {an} works.",
+    "Both {a} and {a}: the {r} {v} its {ns}.",
+    "Worth it for the {n} alone.",
+    "The second half {v} the {n} and the {n}.",
+    "{Aa} look at {ns}, {ns} and {ns}.",
+    "The {r} never quite {v} the {n}.",
+    "Compare with the {a} {r} in the last one.",
+    "Its {r} {v} every {n} it touches.",
+    "Too {a} in places, yet the {r} is {a}.",
+    "Somewhere between {an} and {an}.",
+    "The author {v} the {n} with {a} care.",
+    "Reread the part where the {n} {v} the {n}.",
+    "{An} of {a} {ns} and {a} {ns}.",
+    "Recommended by someone fond of {a} {ns}.",
+    "Good notes on {ns} and the {a} {n}.",
+    "The {a} {n} at the end {v} everything.",
+    "Set in {p}, where the {n} {v} the {n}.",
+    "{f} {v} the {n} in {p}.",
+    "Reminds me of the {n} in {p}.",
+    "Skimmed the {r} about {ns}.",
+    "Lent to {f}; never came back.",
+    "The {r} drags, but the {ns} are {a}.",
+    "Half {r}, half {r}, all {a}.",
+    "Quotes worth keeping: the {n}, the {n}, the {n}.",
+    "Gave up on it twice, then fell for the {n}.",
+    "Wish the {r} spent longer on the {ns}.",
+    "Would pair nicely with anything about {ns}.",
+    "The {r} {v} {aa} {n}, then {v} it.",
+    "More {a} than the {r} suggests.",
+    "Slow to start; after that the {n} {v} the {r}.",
+    "Bought it for the {ns}, kept it for the {r}.",
 )
 # fmt: on
