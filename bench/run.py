@@ -57,6 +57,7 @@ from report import Result, report, table
 
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
+from scriptlabs.labs.demo import term_for_share
 
 LAB_FIELDS = "id title author rating createdAt"
 FIRST_PAGE = f"{{ labs(first: 20) {{ nodes {{ {LAB_FIELDS} }} }} }}"
@@ -120,6 +121,30 @@ SIGN_IN = (
     "{ signIn(email: $email, password: $password) { accessToken } }"
 )
 
+SEARCH_FIELDS = "edges { rank snippet node { id title } }"
+SEARCH = f"query Search($q: String!) {{ searchLabs(query: $q, first: 10) {{ {SEARCH_FIELDS} }} }}"
+PREFIX_SEARCH = (
+    "query Prefix($q: String!) "
+    f"{{ searchLabs(query: $q, first: 10, prefix: true) {{ {SEARCH_FIELDS} }} }}"
+)
+FACETED_SEARCH = (
+    "query Faceted($q: String!) { searchLabs(query: $q, first: 10) { totalCount "
+    f"{SEARCH_FIELDS} facets {{ byCategory {{ category count }} byStatus {{ status count }} "
+    "byRating { rating count } } } }"
+)
+STATS_FIELDS = (
+    "totalLabs labsRead labsReading labsToRead averageRating totalAuthors totalCategories "
+    "byCategory { category count } ratingDistribution { rating count }"
+)
+STATS = f"{{ labStats {{ {STATS_FIELDS} }} }}"
+FILTERED_STATS = f"{{ labStats(filter: {{readingStatus: {{eq: READ}}}}) {{ {STATS_FIELDS} }} }}"
+# the terms searched, by the share of a demo catalogue's labs they match (scriptlabs.labs.demo):
+# rare about five labs whatever the catalogue's size, medium 1 in 175, very common 1 in 10
+RARE_MATCHES = 5
+MEDIUM_SHARE = 1 / 175
+COMMON_SHARE = 1 / 10
+PREFIX_LENGTH = 4  # letters of the medium term typed for the type-ahead search
+
 SCENARIOS: dict[str, str] = {
     "first": "labs first page, 20 nodes x 5 fields (planned path)",
     "first-plain": "the same first page with GRAPHQL_PLANNER=off (Strawberry path)",
@@ -129,8 +154,17 @@ SCENARIOS: dict[str, str] = {
     "lab": "lab(id), 5 fields",
     "create": "createLab mutation (labs deleted again after the run)",
     "c1000": "labs first page with 1,000 concurrent clients",
+    "search-rare": "searchLabs first 10 with rank and snippet, a term in about 5 labs",
+    "search-medium": "searchLabs first 10 with rank and snippet, a term in 1 lab of 175",
+    "search-common": "searchLabs first 10 with rank and snippet, a term in 1 lab of 10",
+    "search-prefix": f"searchLabs prefix: true, the medium term's first {PREFIX_LENGTH} letters",
+    "search-facets": "searchLabs of the medium term with totalCount and the three facets",
+    "stats": "labStats, every field, unfiltered",
+    "stats-filtered": "labStats, every field, filter readingStatus READ",
 }
-DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "postgraphile"]
+SEARCH_SCENARIOS = [s for s in SCENARIOS if s.startswith(("search-", "stats"))]
+# `--scenarios search` runs these; the default, the list scenarios of the engine's runs
+DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "postgraphile" and s not in SEARCH_SCENARIOS]
 PEERS = {
     "v5": "PostGraphile v5 (postgraphile5.mjs of the peers folder, V4 preset, connection filter)",
     "v4": "PostGraphile v4 (bench/postgraphile.js, connection filter plugin)",
@@ -162,7 +196,30 @@ def body_of(scenario: str, catalogue: Catalogue, system: str = "scriptlabs") -> 
         return {"query": ONE_LAB, "variables": {"id": catalogue.lab_id}}
     if scenario == "create":
         return {"query": CREATE_LAB, "variables": {"input": CREATE_INPUT}}
+    if scenario in ("search-rare", "search-medium", "search-common"):
+        return {"query": SEARCH, "variables": {"q": search_term(scenario, catalogue)}}
+    if scenario == "search-prefix":
+        prefix = search_term("search-medium", catalogue)[:PREFIX_LENGTH]
+        return {"query": PREFIX_SEARCH, "variables": {"q": prefix}}
+    if scenario == "search-facets":
+        return {
+            "query": FACETED_SEARCH,
+            "variables": {"q": search_term("search-medium", catalogue)},
+        }
+    if scenario == "stats":
+        return {"query": STATS}
+    if scenario == "stats-filtered":
+        return {"query": FILTERED_STATS}
     raise BenchError(f"unknown scenario {scenario}")
+
+
+def search_term(scenario: str, catalogue: Catalogue) -> str:
+    share = {
+        "search-rare": min(RARE_MATCHES / catalogue.size, 0.5),
+        "search-medium": MEDIUM_SHARE,
+        "search-common": COMMON_SHARE,
+    }[scenario]
+    return term_for_share(share)
 
 
 def peer_body_of(scenario: str, catalogue: Catalogue, peer: str) -> dict[str, Any]:
@@ -188,6 +245,19 @@ def check_once(
     if status != 200 or "errors" in answer:
         raise BenchError(f"{what}: HTTP {status} {answer}")
     data = answer["data"]
+    if "searchLabs" in data:
+        edges = data["searchLabs"]["edges"]
+        if not edges:
+            raise BenchError(f"{what}: nothing found")
+        seen = (
+            f"{len(edges)} matches, best {edges[0]['rank']:.4f} {edges[0]['node']['title'][:30]!r}"
+        )
+        return seen, [e["node"]["id"] for e in edges]
+    if "labStats" in data:
+        stats = data["labStats"]
+        if scenario == "stats" and stats["totalLabs"] != catalogue.size:
+            raise BenchError(f"{what}: {stats['totalLabs']} labs, not {catalogue.size}")
+        return f"{stats['totalLabs']} labs, {stats['totalAuthors']} authors", []
     if "labs" in data or "allLabs" in data:
         nodes = (data.get("labs") or data["allLabs"])["nodes"]
         if len(nodes) != 20:
@@ -528,6 +598,9 @@ def parse_args(argv: list[str]) -> Plan:
     )
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
+    if "search" in scenarios:  # the search and statistics runs of issue 8
+        at = scenarios.index("search")
+        scenarios[at : at + 1] = SEARCH_SCENARIOS
     peers = [p for p in args.peers.split(",") if p]
     for s in scenarios:
         if s not in SCENARIOS:
