@@ -19,6 +19,7 @@ from scriptlabs.cli import main
 from scriptlabs.labs import demo_text, demo_words
 from scriptlabs.labs.demo import (
     DEFAULT_PASSWORD,
+    SEARCH_INDEXES,
     DemoUser,
     generate_labs,
     keyword_share,
@@ -306,3 +307,30 @@ def _cheap_cli(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
 async def _run(argv: list[str]) -> int:
     # the command runs its own event loop
     return await asyncio.to_thread(main, argv)
+
+
+async def test_a_bulk_load_builds_the_search_index_again_as_it_was(database: Database) -> None:
+    fresh = await create_database(database, f"scriptlabs_demo_{uuid.uuid4().hex[:8]}")
+    conn = await asyncpg.connect(fresh.admin_dsn)
+    try:
+        before = await conn.fetch(SEARCH_INDEXES)
+        assert [i["name"] for i in before] == ["labs_search_idx"]
+        users = await load_demo_data(
+            fresh.admin_dsn, labs=500, password_hash=_hash(), now=ANCHOR, bulk=100
+        )
+        assert await conn.fetch(SEARCH_INDEXES) == before
+        term = term_for_share(1 / 10)
+        matching = await conn.fetchval(
+            "select count(*) from public.labs"
+            " where user_id = $1 and search_vector @@ to_tsquery('english', $2)",
+            users[0].id,
+            term,
+        )
+        await conn.execute("set enable_seqscan = off")
+        indexed = await conn.fetchval(
+            "select count(*) from public.labs where search_vector @@ to_tsquery('english', $1)",
+            term,
+        )
+        assert matching == indexed > 0
+    finally:
+        await conn.close()
