@@ -79,6 +79,7 @@ class _Root:
     nullable: bool
     shape: Out | None = None  # planned
     sql: str | None = None
+    custom: bool = False  # its SQL names the caller: planned with its values at every run
     error: GraphQLError | None = None
 
 
@@ -237,22 +238,35 @@ class Runner:
     def _compile(
         self, roots: list[_Root], variables: Any, user: uuid.UUID | None, *, alone: bool
     ) -> JsonParams:
-        """The planned roots' SQL. `alone`: the statement is the whole operation, run by
-        read_statement, which binds the caller's id as $2 (so that one statement, kept with
-        its document, serves every caller); otherwise the id is one of its values."""
+        """The planned roots' SQL. A root that names the caller's id gets it from `caller`:
+        when the statement is the whole operation (`alone`), run by read_statement, the id is
+        bound there as $2, so that one statement, kept with its document, serves every
+        caller; otherwise it is one of the statement's values. Such a statement is planned
+        with its values at every run (`_Root.custom`)."""
         assert self.planner is not None
         params = JsonParams()
-        user_sql = "$2::uuid" if alone else ""
+        named: list[str] = []
+        used = False
+
+        def caller() -> str:
+            nonlocal used
+            used = True
+            if not named:
+                named.append(
+                    "$2::uuid" if alone else params.add(user) if user is not None else "null::uuid"
+                )
+            return named[0]
+
         for root in roots:
             if root.shape is None or root.error is not None:
                 continue
             self.planned_fields += 1
-            if not user_sql and root.nodes[0].name.value in self.planner.custom_plans:
-                user_sql = params.add(user) if user is not None else "null::uuid"
+            used = False
             try:
                 root.sql = self.planner.compile(
-                    root.shape, root.nodes[0], variables, params, user_sql
+                    root.shape, root.nodes[0], variables, params, caller
                 )
+                root.custom = used
             except AppError as exc:
                 root.error = field_error(exc, root.nodes, root.key)
         return params
@@ -325,8 +339,7 @@ class Runner:
         if not columns or self.planner is None:
             return None
         statement = f"select row_to_json(d_)::text from (select {', '.join(columns)}) d_"
-        custom = self.planner.custom_plans
-        if any(r.nodes[0].name.value in custom for r in planned if r.sql is not None):
+        if any(r.custom for r in planned if r.sql is not None):
             return CUSTOM_PLAN + statement
         return statement
 

@@ -127,10 +127,6 @@ class Planner:
             "searchLabs": self._search_labs,
             "labStats": self._lab_stats,
         }
-        # root fields that name the caller's id in their SQL, and whose statement is planned
-        # with its values at every run (search: the caller's id and the words decide between
-        # the search index and the caller's own rows)
-        self.custom_plans = frozenset({"searchLabs"})
         self._arguments = {
             name: strawberry_schema.get_field_for_type(name, "Query").arguments
             for name in self._roots
@@ -209,10 +205,16 @@ class Planner:
     # -- compiling
 
     def compile(
-        self, out: Out, node: FieldNode, variables: VariableValues, params: JsonParams, user: str
+        self,
+        out: Out,
+        node: FieldNode,
+        variables: VariableValues,
+        params: JsonParams,
+        caller: Callable[[], str],
     ) -> str:
         """The SQL expression (json) of one root field. AppError for a refused argument.
-        `user` is the SQL of the caller's id."""
+        `caller()` gives the SQL of the caller's id, for a root that names it: then the
+        statement is planned with its values at every run."""
         field = self.query_type.fields[out.name]
         raw = get_argument_values(field, node, variables)
         names = self._python_names[out.name]
@@ -225,15 +227,19 @@ class Planner:
             )
         else:  # scalars only (first, after, id...): Strawberry would pass them through
             kwargs = {names[name]: value for name, value in raw.items()}
-        return self._roots[out.name](out, kwargs, params, user)
+        return self._roots[out.name](out, kwargs, params, caller)
 
-    def _lab(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+    def _lab(
+        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+    ) -> str:
         columns = columns_for(out.names())
         rows = store.get_sql(columns, params.add(kwargs["id"]))
         fields = self._fields(out.children, "f", "Lab")
         return f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
 
-    def _labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+    def _labs(
+        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+    ) -> str:
         fields = out.names("edges", "node") | out.names("nodes")
         query = lab_page_query(
             filter=kwargs.get("filter"),
@@ -260,7 +266,9 @@ class Planner:
             parts.append(f"{expr} as {_alias(child.key)}")
         return f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
 
-    def _lab_stats(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+    def _lab_stats(
+        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+    ) -> str:
         query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
         where = query.where_sql(params)
         leaves, columns = self._leaves["LabStats"]
@@ -268,7 +276,7 @@ class Planner:
         for child in out.children:
             if child.name == "byCategory":
                 element = self._fields(child.children, "f", "CategoryCount")
-                expr = _json_array(query.categories_sql(where), element, category_order("f"))
+                expr = _json_array(query.categories_sql(), element, category_order("f"))
             elif child.name == "ratingDistribution":
                 element = self._fields(child.children, "f", "RatingCount")
                 expr = _json_array(ratings_sql("s_"), element, "f.rating")
@@ -277,8 +285,11 @@ class Planner:
             else:
                 expr = leaves[child.name](f"s_.{columns[child.name]}")
             parts.append(f"{expr} as {_alias(child.key)}")
-        figures = query.figures_sql(where)
-        return f"(select row_to_json(c_) from (select {', '.join(parts)} from ({figures}) s_) c_)"
+        figures = query.figures_sql()
+        statement = (
+            f"select row_to_json(c_) from (select {', '.join(parts)} from ({figures}) s_) c_"
+        )
+        return f"({query.with_rows(statement, where, caller() if query.filtered else '')})"
 
     def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
         parts = []
@@ -316,7 +327,9 @@ class Planner:
             parts.append(f"{expr} as {_alias(out.key)}")
         return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
 
-    def _search_labs(self, out: Out, kwargs: dict[str, Any], params: JsonParams, user: str) -> str:
+    def _search_labs(
+        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+    ) -> str:
         query = search_labs_query(
             query=kwargs["query"],
             filter=kwargs.get("filter"),
@@ -324,6 +337,7 @@ class Planner:
             after=kwargs.get("after"),
             prefix=kwargs.get("prefix"),
         )
+        user = caller()
         limit = query.limit
         selected = {c.name for c in out.children}
         # read once, shared by the fields below: the page's rows (p_: limit + 1 of them, best

@@ -47,8 +47,17 @@ FIGURES: dict[str, tuple[str, str]] = {
         "round(avg(rating), 2)",
         f"case when {_RATED} > 0 then round(({_SUM_OF_RATINGS})::numeric / ({_RATED}), 2) end",
     ),
-    "total_authors": ("count(distinct author)", "coalesce(t.authors, 0)"),
-    "total_categories": ("count(distinct category)", "coalesce(t.categories, 0)"),
+    # distinct values counted by hashing, not by count(distinct ...), which sorts: a quarter of
+    # the time over 500,000 filtered labs
+    "total_authors": (
+        "(select count(*) from (select author from w_ group by author) a_)",
+        "coalesce(t.authors, 0)",
+    ),
+    "total_categories": (
+        "(select count(*) from (select category from w_ where category is not null"
+        " group by category) c_)",
+        "coalesce(t.categories, 0)",
+    ),
 }
 # the distribution's counts, one column per rating
 RATING_COUNTS: dict[str, tuple[str, str]] = {
@@ -77,9 +86,24 @@ class StatsQuery:
         """The filter's condition on public.labs (`true` without one), values in `params`."""
         return compile_where(self.where, params) if self.filtered else "true"
 
-    def figures_sql(self, where: str) -> str:
+    def with_rows(self, statement: str, where: str, caller: str) -> str:
+        """`statement` with what it reads: with a filter, the caller's matching labs (the
+        four columns the figures need), read once as `w_` for the figures and byCategory.
+        `caller` is the SQL of the caller's id: named (and the statement planned with its
+        value), PostgreSQL reads a big catalogue in one sequential pass instead of through
+        the primary key."""
+        if not self.filtered:
+            return statement
+        rows = (
+            "select reading_status, rating, author, category from public.labs\n"
+            f"where user_id = {caller} and {where}"
+        )
+        return f"with w_ as materialized ({rows})\n{statement}"
+
+    def figures_sql(self) -> str:
         """One row: a column per selected figure, and `rating_1` to `rating_5` when the
-        distribution is selected (no column at all when neither is)."""
+        distribution is selected (no column at all when neither is). Filtered, it reads `w_`
+        (with_rows)."""
         column = 0 if self.filtered else 1
         wanted = {**FIGURES, **RATING_COUNTS}
         selected = [a for a in FIGURES if a in self.parts]
@@ -89,21 +113,20 @@ class StatsQuery:
             return "select"  # one row of no columns
         columns = ", ".join(f"{wanted[a][column]} as {a}" for a in selected)
         if self.filtered:
-            return f"select {columns}\nfrom public.labs\nwhere user_id = {CALLER} and {where}"
+            return f"select {columns}\nfrom w_"
         # a row even for a caller who never had a lab (no row in lab_totals)
         return (
             f"select {columns}\nfrom (values (1)) as caller (one)\n"
             f"left join public.lab_totals t on t.user_id = {CALLER}"
         )
 
-    def categories_sql(self, where: str) -> str:
+    def categories_sql(self) -> str:
         """Rows (category, count) of the labs with a category, in no particular order
-        (byCategory's is category_order)."""
+        (byCategory's is category_order). Filtered, it reads `w_` (with_rows)."""
         if self.filtered:
             return (
-                "select category, count(*) as count\nfrom public.labs\n"
-                f"where user_id = {CALLER} and category is not null and {where}\n"
-                "group by category"
+                "select category, count(*) as count\nfrom w_\n"
+                "where category is not null\ngroup by category"
             )
         return (
             "select category, n as count\nfrom public.lab_category_counts\n"
@@ -141,23 +164,28 @@ class LabStatsRow:
     rating_distribution: tuple[tuple[int, int], ...] = ()
 
 
-def lab_stats_sql(query: StatsQuery, params: Placeholders) -> str:
+def lab_stats_sql(query: StatsQuery, params: Placeholders, caller: str = CALLER) -> str:
     """The resolver's one statement: one row, the figures row's columns and, when selected,
     `by_category`, an array of (category, count) records in byCategory's order."""
     where = query.where_sql(params)
     columns = ["f.*"]
     if "by_category" in query.parts:
         columns.append(
-            f"array(select row(c.category, c.count) from ({query.categories_sql(where)}) c "
+            f"array(select row(c.category, c.count) from ({query.categories_sql()}) c "
             f"order by {category_order('c')}) as by_category"
         )
-    return f"select {', '.join(columns)}\nfrom ({query.figures_sql(where)}) f"
+    statement = f"select {', '.join(columns)}\nfrom ({query.figures_sql()}) f"
+    return query.with_rows(statement, where, caller)
 
 
 async def load_lab_stats(op: Operation, query: StatsQuery) -> LabStatsRow:
     """Read the selected parts in one statement (one snapshot)."""
     params = Params()
-    row = await op.fetchrow(lab_stats_sql(query, params), *params.values)
+    caller = CALLER
+    if query.filtered:
+        await op.plan_each_run()
+        caller = params.add(op.user_id)
+    row = await op.fetchrow(lab_stats_sql(query, params, caller), *params.values)
     assert row is not None
     values: dict[str, Any] = {a: row[a] for a in FIGURES if a in query.parts}
     if "by_category" in query.parts:
