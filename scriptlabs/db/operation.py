@@ -55,7 +55,11 @@ READ_STATEMENT = "select scriptlabs_private.read_statement($1, $2, $3, $4, $5, $
 # with a generic plan: read_statement sees the mark (db/014_search.sql); in a transaction of
 # several statements, Operation.plan_each_run sets the same for the rest of it.
 CUSTOM_PLAN = "/*custom plan*/ "
-FORCE_CUSTOM_PLANS = "select set_config('plan_cache_mode', 'force_custom_plan', true)"
+# (and, as there, gets 16 MB for its sorts: rum sorts every match of a word in memory)
+FORCE_CUSTOM_PLANS = """
+select set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('work_mem', '16MB', true)
+"""
 
 SET_ROLE = "select set_config('role', $1, true)"
 LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role

@@ -37,7 +37,9 @@ from scriptlabs.labs.filters import LabWhere, compile_where
 from scriptlabs.labs.pagination import DEFAULT_PAGE, EPOCH, MAX_PAGE, MICROSECOND
 
 MAX_QUERY_LENGTH = 500  # characters of a search query
-SLACK = 20  # rows read past the page, so that ties at its end rarely need a second read
+# rows read past the page, so that ties at its end rarely need a second read: reading them costs
+# little next to the index's sort of every match (a very common word: 42 of 45 ms)
+SLACK = 100
 FURTHER = 1000  # rows read in rank order when they do, before reading the tie group by time
 CONFIG = "'english'"
 
