@@ -55,10 +55,12 @@ READ_STATEMENT = "select scriptlabs_private.read_statement($1, $2, $3, $4, $5, $
 # with a generic plan: read_statement sees the mark (db/014_search.sql); in a transaction of
 # several statements, Operation.plan_each_run sets the same for the rest of it.
 CUSTOM_PLAN = "/*custom plan*/ "
-# (and, as there, gets 16 MB for its sorts: rum sorts every match of a word in memory)
+# (and, as there, gets 16 MB for its sorts, rum sorting every match of a word in memory, and no
+# JIT compilation, which the costs of branches that never run could trigger)
 FORCE_CUSTOM_PLANS = """
 select set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('work_mem', '16MB', true)
+       set_config('work_mem', '16MB', true),
+       set_config('jit', 'off', true)
 """
 
 SET_ROLE = "select set_config('role', $1, true)"
