@@ -22,6 +22,25 @@
 -- so they are declared LEAKPROOF here. Only a superuser may do that; elsewhere (a Supabase
 -- project) this step is skipped with a notice, and search stays correct but scans.
 --
+-- Measured (PostgreSQL 15, 2 cores; `scriptlabs demo-data`: one user with 1,000,000 labs among
+-- 1,000 users with 200, rows interleaved; EXPLAIN ANALYZE of searchLabs' page statement as
+-- authenticated, first 10, planned with its values):
+--   a rare word (6 labs)                  rum Index Scan, Order By <=>: 2 ms in all.
+--   a medium word (5,752 labs)            rum Index Scan for the best 111 rows: 2.1 ms; the
+--                                         page ends in a group of 977 equal ranks, read
+--                                         further in rank order (1,000 rows, 3.7 ms): 9 ms.
+--   a very common word (96,948 labs)      rum Index Scan: 42 ms, nearly all of it rum sorting
+--                                         every match by distance (80 ms when the sort spills
+--                                         with the default work_mem of 4 MB).
+--   the same, GIN and ts_rank             ranks every match: 380-650 ms (shared/design).
+--   a user with 1,000 labs, common word   the user's labs read and tested: 0.7 ms; letting the
+--                                         planner intersect the user's rows with the word's
+--                                         116,000 matches in the index: 26 ms.
+--   under RLS without LEAKPROOF           Seq Scan of the caller's labs: 450 ms.
+-- rum's index is about the size of GIN's plus positions (92 MB at 1,200,000 labs) and is
+-- built in under a minute; added to row by row it is slow, so `scriptlabs demo-data` builds it
+-- again after a big load.
+--
 -- Suggestions: public.lab_words counts, per user, the single words of titles, authors and
 -- categories, kept current by triggers in the same transaction as the change; searchLabs
 -- proposes the closest of them by trigram similarity (pg_trgm) when a query matches nothing.

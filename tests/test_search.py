@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
+from scriptlabs.labs import search as search_module
 from tests.conftest import Api, User, code, error_codes
 from tests.test_planner import _both as both_paths
 
@@ -135,10 +136,15 @@ async def test_the_filter_combines_with_the_text_match(api: Api) -> None:
     assert titles(result) == ["Comet guide"]
 
 
-async def test_cursors_page_through_ties_stably(api: Api) -> None:
-    """60 labs of the same rank (more than a page and its read-ahead) and 10 better ones:
-    pages of 7 give every match once, in rank then newest order, even while labs are added
-    between the pages (those that sort before the cursor are not seen, the others are)."""
+@pytest.mark.parametrize("slack", [3, search_module.SLACK])
+async def test_cursors_page_through_ties_stably(
+    api: Api, monkeypatch: pytest.MonkeyPatch, slack: int
+) -> None:
+    """60 labs of the same rank and 10 better ones: pages of 7 give every match once, in rank
+    then newest order, even while labs are added between the pages (those that sort before
+    the cursor are not seen, the others are). With a read-ahead of 3 rows, every page ends in
+    a group of ties longer than what was read, which is then completed newest first."""
+    monkeypatch.setattr(search_module, "SLACK", slack)
     user = await api.sign_up()
     tied = [lab(f"Lantern {i}") for i in range(60)]
     better = [lab(f"Lantern lantern {i}", notes="lantern") for i in range(10)]

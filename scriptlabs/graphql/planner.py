@@ -258,7 +258,8 @@ class Planner:
             elif child.name == "nodes":
                 expr = page.array(self._fields(child.children, "f", "Lab"))
             elif child.name == "edges":
-                expr = page.array(self._edge(child.children, query))
+                cursor = {"cursor": lambda: query.cursor_sql("f")}
+                expr = page.array(self._edge(child.children, cursor, "LabEdge"))
             elif child.name == "pageInfo":
                 expr = self._page_info(child.children, page)
             else:  # __typename
@@ -291,17 +292,21 @@ class Planner:
         )
         return f"({query.with_rows(statement, where, caller() if query.filtered else '')})"
 
-    def _edge(self, outs: tuple[Out, ...], query: store.PageQuery) -> str:
+    def _edge(
+        self, outs: tuple[Out, ...], leaves: dict[str, Callable[[], str]], typename: str
+    ) -> str:
+        """Lateral joins over a page's row `f` ending in `e_`, the edge's object: its node,
+        and its other fields' SQL from `leaves` (made only for the fields selected)."""
         parts = []
         node = ""
         for out in outs:
-            if out.name == "cursor":
-                expr = query.cursor_sql("f")
-            elif out.name == "node":
+            if out.name == "node":
                 node = f"cross join lateral ({self._fields(out.children, 'f', 'Lab')}) n_ "
                 expr = "row_to_json(n_)"
+            elif out.name == "__typename":
+                expr = f"'{typename}'"
             else:
-                expr = "'LabEdge'"
+                expr = leaves[out.name]()
             parts.append(f"{expr} as {_alias(out.key)}")
         # a lateral subquery of expressions only is pulled up: no plan per row
         return f"{node}cross join lateral (select {', '.join(parts)}) e_"
@@ -365,7 +370,12 @@ class Planner:
             elif child.name == "edges":
                 expr = "'[]'::json"
                 if limit > 0:
-                    edge = self._search_edge(child.children, query, params)
+                    leaves: dict[str, Callable[[], str]] = {
+                        "cursor": lambda: search.cursor_sql("f"),
+                        "rank": lambda: _SCALAR_SQL["Float"](query.rank_sql("f")),
+                        "snippet": lambda: query.snippet_sql("f", params),
+                    }
+                    edge = self._edge(child.children, leaves, "LabSearchEdge")
                     items = (
                         f"array(select row_to_json(e_)::text from {page} f {edge} "
                         f"order by f.d_, f.created_at desc, f.id desc)"
@@ -382,26 +392,6 @@ class Planner:
             parts.append(f"{expr} as {_alias(child.key)}")
         select = f"select row_to_json(c_) from (select {', '.join(parts)}) c_"
         return f"(with {', '.join(ctes)} {select})" if ctes else f"({select})"
-
-    def _search_edge(
-        self, outs: tuple[Out, ...], query: search.SearchQuery, params: JsonParams
-    ) -> str:
-        parts = []
-        node = ""
-        for out in outs:
-            if out.name == "cursor":
-                expr = search.cursor_sql("f")
-            elif out.name == "rank":
-                expr = _SCALAR_SQL["Float"](query.rank_sql("f"))
-            elif out.name == "snippet":
-                expr = query.snippet_sql("f", params)
-            elif out.name == "node":
-                node = f"cross join lateral ({self._fields(out.children, 'f', 'Lab')}) n_ "
-                expr = "row_to_json(n_)"
-            else:
-                expr = "'LabSearchEdge'"
-            parts.append(f"{expr} as {_alias(out.key)}")
-        return f"{node}cross join lateral (select {', '.join(parts)}) e_"
 
     def _search_page_info(
         self, outs: tuple[Out, ...], query: search.SearchQuery, page: str, params: JsonParams
@@ -454,15 +444,11 @@ class Planner:
                 if leaf.name == "__typename":
                     value = f"'{typename}'"
                 else:
-                    value = leaves[leaf.name]("v.n_" if leaf.name == "count" else "v.v_")
+                    value = leaves[leaf.name]("f.n_" if leaf.name == "count" else "f.v_")
                 fields.append(f"{value} as {_alias(leaf.key)}")
-            items = (
-                f"array(select row_to_json(o_)::text from ({search.facet_sql(facet, 'm_')}) v "
-                f"cross join lateral (select {', '.join(fields)}) o_ order by v.r_)"
-            )
-            parts.append(
-                f"('[' || array_to_string({items}, ',') || ']')::json as {_alias(out.key)}"
-            )
+            rows = search.facet_sql(facet, "m_")
+            expr = _json_array(rows, f"select {', '.join(fields)}", "f.r_")
+            parts.append(f"{expr} as {_alias(out.key)}")
         return f"(select row_to_json(x_) from (select {', '.join(parts)}) x_)"
 
     def _fields(self, outs: tuple[Out, ...], row: str, type_name: str) -> str:
