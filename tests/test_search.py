@@ -480,3 +480,30 @@ async def test_searches_are_the_same_bytes_on_both_paths(
         ],
     )
     await both_paths(client, unplanned_client, {"query": query}, user.token, caplog)
+
+
+async def test_snippets_and_facets_are_computed_only_when_selected(
+    client: httpx.AsyncClient,
+    unplanned_client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the SQL of snippets and facets made unavailable, a search that does not select
+    them still answers, on both paths; one that does fails."""
+    api = Api(client)
+    user = await api.sign_up()
+    await add(api, user, [lab("Tundra notes", notes="tundra and taiga")])
+
+    def unavailable(*args: object) -> str:
+        raise RuntimeError("computed although not selected")
+
+    monkeypatch.setattr(search_module.SearchQuery, "snippet_sql", unavailable)
+    monkeypatch.setattr(search_module, "facet_sql", unavailable)
+    plain = '{ searchLabs(query: "tundra") { totalCount edges { rank node { title } } } }'
+    for path in (client, unplanned_client):
+        data = await Api(path).ok(plain, token=user.token)
+        assert data["searchLabs"]["totalCount"] == 1
+        for selected in ("edges { snippet }", "facets { byStatus { count } }"):
+            response = await Api(path).post(
+                f'{{ searchLabs(query: "tundra") {{ {selected} }} }}', token=user.token
+            )
+            assert error_codes(response.json()) == ["INTERNAL_SERVER_ERROR"], selected
