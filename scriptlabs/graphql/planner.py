@@ -319,18 +319,7 @@ class Planner:
         has_previous = more if backward else ("true" if query.page.after is not None else "false")
         if query.page.limit == 0:  # an empty page, as store.list_labs answers it
             has_next = has_previous = "false"
-        parts = []
-        for out in outs:
-            if out.name == "hasNextPage":
-                expr = has_next
-            elif out.name == "hasPreviousPage":
-                expr = has_previous
-            elif out.name in ("startCursor", "endCursor"):
-                expr = page.cursor(last=out.name == "endCursor")
-            else:
-                expr = "'PageInfo'"
-            parts.append(f"{expr} as {_alias(out.key)}")
-        return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
+        return _page_info(outs, has_next, has_previous, lambda last: page.cursor(last=last))
 
     def _search_labs(
         self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
@@ -397,28 +386,18 @@ class Planner:
         self, outs: tuple[Out, ...], query: search.SearchQuery, page: str, params: JsonParams
     ) -> str:
         limit = query.limit
-        has_next = f"((select count(*) from p_) > {params.add(limit)})" if limit else "false"
-        has_previous = "true" if query.after is not None and limit else "false"
-        parts = []
-        for out in outs:
-            if out.name == "hasNextPage":
-                expr = has_next
-            elif out.name == "hasPreviousPage":
-                expr = has_previous
-            elif out.name in ("startCursor", "endCursor") and limit:
-                last = out.name == "endCursor"
-                order = (
-                    "f.d_ desc, f.created_at, f.id"
-                    if last
-                    else "f.d_, f.created_at desc, f.id desc"
-                )
-                expr = f"(select {search.cursor_sql('f')} from {page} f order by {order} limit 1)"
-            elif out.name in ("startCursor", "endCursor"):
-                expr = "null"
-            else:
-                expr = "'PageInfo'"
-            parts.append(f"{expr} as {_alias(out.key)}")
-        return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
+        if not limit:
+            return _page_info(outs, "false", "false", lambda last: "null")
+        has_next = f"((select count(*) from p_) > {params.add(limit)})"
+        has_previous = "true" if query.after is not None else "false"
+
+        def cursor(last: bool) -> str:
+            order = (
+                "f.d_ desc, f.created_at, f.id" if last else "f.d_, f.created_at desc, f.id desc"
+            )
+            return f"(select {search.cursor_sql('f')} from {page} f order by {order} limit 1)"
+
+        return _page_info(outs, has_next, has_previous, cursor)
 
     def _facets(self, outs: tuple[Out, ...]) -> str:
         """The facets over the matches `m_`."""
@@ -512,6 +491,24 @@ class _Page:
             f"(select {self.query.cursor_sql('f')} from ({self.rows()}) f "
             f"order by {self.order('f', reverse=last)} limit 1)"
         )
+
+
+def _page_info(
+    outs: tuple[Out, ...], has_next: str, has_previous: str, cursor: Callable[[bool], str]
+) -> str:
+    """PageInfo's object: its fields' SQL given, `cursor(last)` the start or end cursor."""
+    parts = []
+    for out in outs:
+        if out.name == "hasNextPage":
+            expr = has_next
+        elif out.name == "hasPreviousPage":
+            expr = has_previous
+        elif out.name in ("startCursor", "endCursor"):
+            expr = cursor(out.name == "endCursor")
+        else:
+            expr = "'PageInfo'"
+        parts.append(f"{expr} as {_alias(out.key)}")
+    return f"(select row_to_json(i_) from (select {', '.join(parts)}) i_)"
 
 
 def _json_array(rows: str, element: str, order: str) -> str:
