@@ -206,7 +206,28 @@ create trigger labs_words_update after update on public.labs
   referencing old table as old_rows new table as new_rows
   for each statement execute function scriptlabs_private.lab_words_changed();
 
--- the words of the labs already there (a no-op when the table is already current)
+create or replace function scriptlabs_private.lab_words_cleared()
+returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+begin
+  truncate public.lab_words;
+  return null;
+end
+$$;
+revoke all on function scriptlabs_private.lab_words_cleared() from public;
+comment on function scriptlabs_private.lab_words_cleared() is
+  'Trigger function: empties public.lab_words when public.labs is truncated.';
+
+drop trigger if exists labs_words_truncate on public.labs;
+create trigger labs_words_truncate after truncate on public.labs
+  for each statement execute function scriptlabs_private.lab_words_cleared();
+
+-- the words of the labs already there: a recount (running this file again changes nothing
+-- when the table is current, and corrects it when it is not)
+update public.lab_words set labs = 0 where labs <> 0;
 insert into public.lab_words as w (user_id, word, labs)
 select l.user_id, x, count(*)
 from public.labs l cross join lateral public.lab_words_of(l.title, l.author, l.category) x

@@ -478,18 +478,29 @@ select user_id, category as name, n from public.lab_category_counts
 where user_id = any($1::uuid[])
 """
 
+# the words of titles, authors and categories that search suggests from (db/014_search.sql)
+RECOUNT_WORDS = """
+select l.user_id, w.w as name, count(*) as n
+from public.labs l cross join lateral public.lab_words_of(l.title, l.author, l.category) w(w)
+where l.user_id = any($1::uuid[]) group by l.user_id, w.w
+"""
+KEPT_WORDS = """
+select user_id, word as name, labs as n from public.lab_words where user_id = any($1::uuid[])
+"""
+
 
 async def assert_kept_figures_are_a_recount(
     conn: asyncpg.Connection, users: list[uuid.UUID]
 ) -> None:
-    """The three tables of 013_lab_stats equal a recount of public.labs for `users` (a row of
-    zeros, or a count at 0, stands for no row)."""
+    """The three tables of 013_lab_stats, and the words of 014_search, equal a recount of
+    public.labs for `users` (a row of zeros, or a count at 0, stands for no row)."""
     recount = {r["user_id"]: tuple(r)[1:] for r in await conn.fetch(RECOUNT_TOTALS, users)}
     kept = {r["user_id"]: tuple(r)[1:] for r in await conn.fetch(KEPT_TOTALS, users)}
     assert {u: v for u, v in kept.items() if any(v)} == recount
     for recount_sql, kept_sql in (
         (RECOUNT_AUTHORS, KEPT_AUTHORS),
         (RECOUNT_CATEGORIES, KEPT_CATEGORIES),
+        (RECOUNT_WORDS, KEPT_WORDS),
     ):
         rows = await conn.fetch(kept_sql, users)
         assert all(r["n"] >= 0 for r in rows), [tuple(r) for r in rows if r["n"] < 0]
@@ -531,14 +542,18 @@ async def test_the_migration_recounts_the_figures_and_truncate_clears_them(
         )
         with pytest.raises(AssertionError):
             await assert_kept_figures_are_a_recount(conn, users)
-        migration = (sql_dir() / "013_lab_stats.sql").read_text(encoding="utf-8")
-        for _ in range(2):  # it recounts, and running it again changes nothing
-            async with conn.transaction():
-                await conn.execute(migration)
+        migrations = [
+            (sql_dir() / name).read_text(encoding="utf-8")
+            for name in ("013_lab_stats.sql", "014_search.sql")
+        ]
+        for _ in range(2):  # they recount, and running them again changes nothing
+            for migration in migrations:
+                async with conn.transaction():
+                    await conn.execute(migration)
             await assert_kept_figures_are_a_recount(conn, users)
         assert await conn.fetchval("select count(*) from public.lab_totals") == 2
         await conn.execute("truncate public.labs")
-        for table in ("lab_totals", "lab_author_counts", "lab_category_counts"):
+        for table in ("lab_totals", "lab_author_counts", "lab_category_counts", "lab_words"):
             assert await conn.fetchval(f"select count(*) from public.{table}") == 0, table
     finally:
         await conn.close()
