@@ -9,7 +9,8 @@
 # Set-up installs only what is missing, so a second run is quick: PostgreSQL 15+ server binaries,
 # python3-venv and npm through apt-get (as root, or with sudo), the virtual environment .venv with
 # the package and its test tools (re-installed when pyproject.toml changes), and the GraphiQL files
-# the API serves itself (pinned, checked by sha256).
+# the API serves itself (pinned, checked by sha256). `test` also installs pgbouncer, which some of
+# the tests run.
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
@@ -128,6 +129,23 @@ ensure_postgres() {
     esac
 }
 
+# --- PgBouncer ----------------------------------------------------------------------------------
+
+# For the tests only (tests/test_pgbouncer.py starts its own, in front of the test database, and
+# fails in CI without it). Debian puts it in /usr/sbin, off an ordinary user's PATH, and starts
+# a system service on port 6432 that nothing here uses: it is stopped and disabled again when
+# this script installed it.
+ensure_pgbouncer() {
+    if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then
+        return 0
+    fi
+    say "installing PgBouncer, for the tests behind a transaction pooler (apt: pgbouncer)"
+    apt_install pgbouncer
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+    fi
+}
+
 # --- Python -------------------------------------------------------------------------------------
 
 is_py311() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
@@ -212,6 +230,7 @@ run() {
 
 cmd_test() {
     setup
+    ensure_pgbouncer
     run "$VENV/bin/ruff" format --check
     run "$VENV/bin/ruff" check
     run "$VENV/bin/mypy"
