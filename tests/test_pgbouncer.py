@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -293,3 +296,39 @@ async def test_fifty_concurrent_reads_share_three_server_connections(
     clients = [c for c in pgbouncer.show("clients") if c["database"] == pgbouncer.upstream.dbname]
     assert len(servers) == POOL_SIZE, servers
     assert len(clients) > POOL_SIZE, clients  # the API's two pools, more than the servers
+
+
+async def test_the_api_leaves_no_driver_statements_on_server_connections(
+    bounced_settings: Settings, pgbouncer: PgBouncer
+) -> None:
+    # Every client of `_single` shares one server connection: a named protocol-level
+    # statement left on it by one would collide with another process's of the same name.
+    single = replace(bounced_settings, database_url=pgbouncer.single_dsn(pgbouncer.upstream.user))
+    async with serve(single) as client:
+        api = Api(client)
+        user = await api.sign_up()
+        await add_labs(api, user, 3)
+        assert (await api.ok(COUNT, token=user.token))["labs"]["totalCount"] == 3
+    conn = await asyncpg.connect(single.database_url, statement_cache_size=0)
+    try:
+        left = await conn.fetch("select name from pg_prepared_statements where not from_sql")
+    finally:
+        await conn.close()
+    assert [row["name"] for row in left] == []
+
+
+def test_several_processes_start_behind_one_server_connection(
+    bounced_settings: Settings, pgbouncer: PgBouncer
+) -> None:
+    # as `scriptlabs serve --workers 2` does: each process checks for pending migrations
+    check = (
+        "import asyncio, sys\n"
+        "from scriptlabs.db.migrate import pending_migrations\n"
+        "assert asyncio.run(pending_migrations(sys.argv[1])) == []\n"
+    )
+    dsn = pgbouncer.single_dsn(pgbouncer.upstream.user)
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-c", check, dsn], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr

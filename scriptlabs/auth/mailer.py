@@ -268,8 +268,13 @@ class MailSender:
         await self._close_listener()
         dsn = self.settings.database_url
         try:
+            # one statement (LISTEN), once: no cache, which behind a transaction-mode PgBouncer
+            # would leave it prepared, named, on a server connection other clients share
             conn = await asyncpg.connect(
-                dsn, timeout=SMTP_TIMEOUT, server_settings={"application_name": LISTENER_NAME}
+                dsn,
+                timeout=SMTP_TIMEOUT,
+                statement_cache_size=0,
+                server_settings={"application_name": LISTENER_NAME},
             )
             await conn.add_listener(CHANNEL, self._notified)
             # lost: run a round at once, which connects again, rather than at the next poll

@@ -140,7 +140,10 @@ async def pending_migrations(dsn: str) -> list[str]:
     Works with the API's own DSN (role `authenticator`), which may read the record.
     """
     wanted = list_migrations()
-    conn = await asyncpg.connect(dsn)
+    # Two statements, once: nothing worth caching. Behind a transaction-mode PgBouncer a named
+    # (cached) statement would outlive this connection on the server connection it was
+    # prepared on, where the next process's first statement, named alike, collides with it.
+    conn = await asyncpg.connect(dsn, statement_cache_size=0)
     try:
         applied: set[str] = set()
         if await conn.fetchval(META_EXISTS):
