@@ -283,10 +283,12 @@ begin
     execute pg_catalog.format('execute %I(%L, %L)', statement_name, p_args, p_user_id)
       into result;
   exception when invalid_sql_statement_name then  -- not prepared on this connection yet
+    -- sl_ ones were made by 012's version of this function: deallocated with the rest
     if (select count(*) from pg_catalog.pg_prepared_statements
-        where from_sql and name like 'sq\_%') >= 200 then
+        where from_sql and (name like 'sq\_%' or name like 'sl\_%')) >= 200 then
       for kept in
-        select name from pg_catalog.pg_prepared_statements where from_sql and name like 'sq\_%'
+        select name from pg_catalog.pg_prepared_statements
+        where from_sql and (name like 'sq\_%' or name like 'sl\_%')
       loop
         execute pg_catalog.format('deallocate %I', kept);
       end loop;
