@@ -25,7 +25,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import mutations, nodes, queries
+from hypothesis_graphql import Mode, mutations, nodes, queries
 
 from tests.conftest import Api, User
 
@@ -292,15 +292,18 @@ KEEPING_MUTATIONS = [
 ]
 ENDING_MUTATIONS = ["signOut", "revokeSession", "changePassword"]
 
-_strategies: dict[tuple[str, tuple[str, ...]], st.SearchStrategy[str]] = {}
+_strategies: dict[tuple[str, Mode, tuple[str, ...]], st.SearchStrategy[str]] = {}
 
 
-def documents(kind: str, fields: list[str], ids: list[str]) -> st.SearchStrategy[str]:
-    """hypothesis-graphql's documents for `fields`, built once per catalogue."""
-    key = (kind, (*fields, *ids))
+def documents(
+    kind: str, fields: list[str], ids: list[str], mode: Mode = Mode.POSITIVE
+) -> st.SearchStrategy[str]:
+    """hypothesis-graphql's documents for `fields`, built once per catalogue; with
+    Mode.NEGATIVE, each breaks the schema in one place."""
+    key = (kind, mode, (*fields, *ids))
     if key not in _strategies:
         make: Callable[..., st.SearchStrategy[str]] = queries if kind == "query" else mutations
-        _strategies[key] = make(SCHEMA, fields=fields, custom_scalars=scalar_nodes(ids))
+        _strategies[key] = make(SCHEMA, fields=fields, custom_scalars=scalar_nodes(ids), mode=mode)
     return _strategies[key]
 
 
@@ -319,6 +322,18 @@ async def test_generated_mutations_are_no_server_fault(
     data: st.DataObject, target: Target, catalogue: Catalogue
 ) -> None:
     document = data.draw(documents("mutation", KEEPING_MUTATIONS, catalogue.ids))
+    await send(target, document)
+
+
+@settings(FUZZ, max_examples=20)
+@given(data=st.data())
+async def test_generated_invalid_documents_are_no_server_fault(
+    data: st.DataObject, target: Target, catalogue: Catalogue
+) -> None:
+    kind, fields = data.draw(
+        st.sampled_from([("query", QUERY_FIELDS), ("mutation", KEEPING_MUTATIONS)])
+    )
+    document = data.draw(documents(kind, fields, catalogue.ids, Mode.NEGATIVE))
     await send(target, document)
 
 
