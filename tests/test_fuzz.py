@@ -140,12 +140,21 @@ async def send(target: Target, query: str, variables: dict[str, Any] | None = No
     body: dict[str, Any] = {"query": query}
     if variables is not None:
         body["variables"] = variables
+    shown = f"{target.name}\n{query}\nvariables: {json.dumps(variables)[:2000]}\n"
+    check(await post(target, body), shown)
+
+
+async def post(target: Target, body: Any) -> httpx.Response:
     headers = {"content-type": "application/json"}
     if target.token:
         headers["authorization"] = f"Bearer {target.token}"
     # json.dumps escapes lone surrogates; a client library may send them
-    response = await target.client.post("/graphql", content=json.dumps(body), headers=headers)
-    shown = f"{target.name}\n{query}\nvariables: {json.dumps(variables)[:2000]}\n"
+    return await target.client.post("/graphql", content=json.dumps(body), headers=headers)
+
+
+def check(response: httpx.Response, shown: str) -> None:
+    """No HTTP 5xx, a JSON answer, and every error with a code other than
+    INTERNAL_SERVER_ERROR; `shown` (the request) in the message otherwise."""
     assert response.status_code < 500, shown + response.text[:2000]
     try:
         result = response.json()
@@ -609,3 +618,64 @@ async def test_edge_variables_of_session_ending_mutations_are_no_server_fault(
             token = None if anonymous else user.token
             target = Target(f"{name}, {'anonymous' if anonymous else 'fresh user'}", http, token)
             await send(target, document, variables)
+
+
+# -- the request around the document
+
+SOME_DOCUMENTS = [
+    "query { me { id } }",
+    "query Q { labs(first: 1) { totalCount } } query R { me { id } }",
+    "mutation M { signOut }",
+    "query($n: Int) { labs(first: $n) { totalCount } }",
+    "subscription { labEvents { type } }",
+    "{ __schema { types { name } } }",
+    "query {",
+]
+PERSISTED = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": or_junk(st.sampled_from([1, 2, 0])),
+        "sha256Hash": or_junk(
+            st.one_of(EDGE_TEXT, st.binary(min_size=32, max_size=32).map(bytes.hex))
+        ),
+    },
+)
+ANY_JSON = st.recursive(
+    st.one_of(JUNK, st.integers(), EDGE_TEXT),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+REQUEST_BODIES = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "query": st.one_of(st.sampled_from(SOME_DOCUMENTS), EDGE_TEXT, ANY_JSON),
+            "variables": st.one_of(
+                st.dictionaries(st.sampled_from(["n", "x"]), ANY_JSON), ANY_JSON
+            ),
+            "operationName": st.one_of(st.sampled_from(["Q", "R", "M", "Z"]), EDGE_TEXT, ANY_JSON),
+            "extensions": st.one_of(
+                st.fixed_dictionaries({"persistedQuery": st.one_of(PERSISTED, ANY_JSON)}), ANY_JSON
+            ),
+        },
+    ),
+    ANY_JSON,
+)
+
+
+@FUZZ
+@given(body=REQUEST_BODIES, get=st.booleans())
+async def test_odd_requests_are_no_server_fault(target: Target, body: Any, get: bool) -> None:
+    shown = f"{target.name}\n{'GET' if get else 'POST'} {json.dumps(body)[:2000]}\n"
+    if not get or len(json.dumps(body)) > 8000:  # URLs that long are refused by clients
+        check(await post(target, body), shown)
+        return
+    params = {
+        k: v if isinstance(v, str) else json.dumps(v)
+        for k, v in (body.items() if isinstance(body, dict) else [])
+        if not (isinstance(v, str) and ("\ud800" in v or "\udfff" in v))  # not in a URL
+    }
+    headers = {"authorization": f"Bearer {target.token}"} if target.token else {}
+    check(await target.client.get("/graphql", params=params, headers=headers), shown)
