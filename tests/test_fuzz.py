@@ -269,7 +269,8 @@ def forged_cursor(cursors: list[str]) -> st.SearchStrategy[str]:
         if draw(st.integers(0, 9)) == 0:
             payload["o"] = draw(EDGE_TEXT.filter(lambda s: "\ud800" not in s and "\udfff" not in s))
         payload[key] = sort_values
-        return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+        text = json.dumps(payload, separators=(",", ":"))  # ints of any size, unlike orjson
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
     return forge() if cursors else st.nothing()
 
