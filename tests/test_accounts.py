@@ -104,6 +104,9 @@ async def test_sign_up_of_an_existing_email_is_a_conflict(
         "a@",
         "a@example..com",
         f"{'a' * 250}@example.com",
+        "a\u0000b@example.com",  # PostgreSQL text cannot hold NUL
+        "a@exam\u0000ple.com",
+        "a\u0007@example.com",
     ],
 )
 async def test_an_invalid_email_is_bad_user_input_on_email(api: Api, email: str) -> None:
@@ -146,8 +149,9 @@ async def test_unknown_email_and_wrong_password_get_the_same_error(api: Api) -> 
     wrong_password = only_error(await api.gql(SIGN_IN, {"e": email, "p": "not the password"}))
     unknown_email = only_error(await api.gql(SIGN_IN, {"e": fresh_email(), "p": PASSWORD}))
     malformed_email = only_error(await api.gql(SIGN_IN, {"e": "nonsense", "p": PASSWORD}))
+    with_nul = only_error(await api.gql(SIGN_IN, {"e": f"\u0000{email}", "p": PASSWORD}))
     assert wrong_password["extensions"] == {"code": "UNAUTHENTICATED"}
-    for other in (unknown_email, malformed_email):
+    for other in (unknown_email, malformed_email, with_nul):
         assert other["message"] == wrong_password["message"]
         assert other["extensions"] == wrong_password["extensions"]
     assert email not in wrong_password["message"]

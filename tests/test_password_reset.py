@@ -250,7 +250,10 @@ async def test_an_unknown_address_gets_true_and_no_mail(
     assert queued == 0
 
 
-@pytest.mark.parametrize("address", ["not-an-email", "a@b", "two@@example.com", " ", "x" * 300])
+@pytest.mark.parametrize(
+    "address",
+    ["not-an-email", "a@b", "two@@example.com", " ", "x" * 300, "a\u0000b@example.com"],
+)
 async def test_a_malformed_address_is_bad_user_input(mail_api: Api, address: str) -> None:
     error = only_error(await mail_api.gql(REQUEST, {"e": address}))
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "email"}

@@ -159,6 +159,9 @@ MIXED = [
     "query { __typename labs(first: 1) { nodes { id } } }",
     "{ labStats { totalLabs averageRating } me { email } }",
     "{ sessions { current } s: labStats(filter: {rating: {lte: 2}}) { byCategory { count } } }",
+    # values collected for a search whose statement needs none of them
+    '{ searchLabs(query: "") { suggestion } me { id } }',
+    '{ searchLabs(query: "") { suggestion } resetTokenStatus(token: "x") { valid } }',
 ]
 
 

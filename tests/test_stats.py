@@ -286,6 +286,20 @@ async def test_only_the_selected_fields_are_answered(both: Both, reader: User) -
         assert list(stats) == ["n", "__typename", "byCategory"]
 
 
+@pytest.mark.parametrize(
+    "fields", ["totalAuthors", "totalCategories", "totalAuthors totalCategories"]
+)
+@pytest.mark.parametrize("filter", [{"and": []}, {"rating": {"gte": 4}}, {"or": []}])
+async def test_distinct_counts_alone_are_one_answer_however_many_labs_match(
+    both: Both, reader: User, fields: str, filter: dict[str, Any]
+) -> None:
+    # they are no aggregate of the matching rows: alone, once a row per match (or none)
+    query = f"query($f: LabFilter) {{ labStats(filter: $f) {{ {fields} }} }}"
+    want = await both.stats(reader, filter)
+    response = await both.post(query, {"f": filter}, reader.token)
+    assert response.json() == {"data": {"labStats": {name: want[name] for name in fields.split()}}}
+
+
 # --- isolation and errors --------------------------------------------------------------------
 
 
@@ -358,7 +372,8 @@ def test_only_the_selected_parts_are_read() -> None:
     assert (
         "public.labs" in counts and "where user_id = (select auth.uid()) and rating >= $1" in counts
     )
-    assert "distinct" not in counts and "avg" not in counts and "group by" not in counts
+    assert "distinct" not in counts and "avg" not in counts
+    assert "group by author" not in counts and "group by category" not in counts
     assert "group by author" in sql({"total_authors"}, rated)
     assert "group by category" in sql({"by_category"}, rated)
     assert "rating_5" in sql({"rating_distribution"}) and "rating_5" not in sql({"total_labs"})

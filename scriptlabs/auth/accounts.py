@@ -27,7 +27,8 @@ from scriptlabs.config import Settings
 from scriptlabs.db.operation import Operation, RoleConnection
 from scriptlabs.errors import AppError, Code
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+# no control characters: PostgreSQL text cannot hold NUL, and no address has one
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s.\x00-\x1f\x7f]+(\.[^@\s.\x00-\x1f\x7f]+)+$")
 INVALID_CREDENTIALS = "Invalid email or password"
 
 INSERT_USER = """

@@ -315,7 +315,9 @@ class Runner:
             try:
                 if statement.startswith(CUSTOM_PLAN):
                     await op.plan_each_run()
-                extra = (params.json(),) if params.values else ()
+                # its one parameter only when it reads it: a field may collect values that
+                # its SQL then needs none of (the suggestion of an empty search)
+                extra = (params.json(),) if "$1" in statement else ()
                 text = await op.fetchval(statement, *extra)
                 values.update(_split(planned, text))
             except (AppError, asyncpg.PostgresError) as exc:

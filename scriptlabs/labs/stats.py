@@ -113,7 +113,9 @@ class StatsQuery:
             return "select"  # one row of no columns
         columns = ", ".join(f"{wanted[a][column]} as {a}" for a in selected)
         if self.filtered:
-            return f"select {columns}\nfrom w_"
+            # grouped: one row however many labs match, also when the distinct counts
+            # (subqueries, no aggregate) are all that is selected
+            return f"select {columns}\nfrom w_\ngroup by ()"
         # a row even for a caller who never had a lab (no row in lab_totals)
         return (
             f"select {columns}\nfrom (values (1)) as caller (one)\n"
