@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
+import pytest
 
 from scriptlabs.app import create_app
 from scriptlabs.config import Settings
@@ -39,3 +41,23 @@ async def test_a_lost_database_is_503_with_a_code_never_a_bare_500(
             error = signed_out.json()["errors"][0]
             assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
             assert "pool" not in error["message"].lower()
+
+
+async def test_a_driver_error_of_ours_is_a_fault_with_a_request_id_not_an_outage(
+    client: httpx.AsyncClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement the driver refuses is a bug, answered 500 with a request id to find it in
+    the log; only a database that is not there is 503 'unavailable'."""
+    user = await api.sign_up()
+    runner = client._transport.app.state.runner  # type: ignore[attr-defined]
+
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise asyncpg.InterfaceError("the server expects 0 arguments for this query, 1 was passed")
+
+    monkeypatch.setattr(runner, "run", refused)
+    response = await api.post("{ labs { totalCount } }", token=user.token)
+    assert response.status_code == 500
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["extensions"]["requestId"]
+    assert "unavailable" not in error["message"]

@@ -25,6 +25,42 @@ from scriptlabs.graphql.execution import Request as Operation
 from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of, client_of
 
+# What says the database is not there (refused, lost, restarting, out of connections, the pool
+# or connection closed under us): 503 and Retry-After. Any other driver or server error that
+# reaches the transport is a fault of ours, such as a statement the driver refuses, and is
+# answered as one, with a request id.
+DATABASE_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _fault(media: str) -> Response:
+    """A fault of ours, while its exception is handled: logged whole with a request id, and
+    answered in the contract's shape, never as text."""
+    request_id = uuid.uuid4().hex
+    log.exception("request failed (request %s)", request_id)
+    body = orjson.dumps(
+        {
+            "errors": [
+                {
+                    "message": "Internal server error",
+                    "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                }
+            ]
+        }
+    )
+    return Response(body, 500, media_type=media)
+
+
+def _gone(exc: BaseException) -> bool:
+    # the driver says "pool is closed" and "connection is closed" as plain InterfaceErrors
+    return isinstance(exc, DATABASE_GONE) or "is closed" in str(exc)
+
+
 log = logging.getLogger("scriptlabs.http")
 
 JSON = "application/json"
@@ -158,29 +194,15 @@ class GraphQLEndpoint:
             status = 401 if exc.code is Code.UNAUTHENTICATED else 400
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError, TimeoutError):
+        except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
+            if not _gone(exc):
+                return _fault(media)
             # the database did not answer: our fault, said in the same shape
             log.exception("database unavailable")
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": "5"}, media_type=media)
         except Exception:
-            # a fault of ours: logged whole, answered in the contract's shape, never as text
-            request_id = uuid.uuid4().hex
-            log.exception("request failed (request %s)", request_id)
-            body = orjson.dumps(
-                {
-                    "errors": [
-                        {
-                            "message": "Internal server error",
-                            "extensions": {
-                                "code": "INTERNAL_SERVER_ERROR",
-                                "requestId": request_id,
-                            },
-                        }
-                    ]
-                }
-            )
-            return Response(body, 500, media_type=media)
+            return _fault(media)
 
     async def _handle(self, request: Request, media: str) -> Response:
         if request.method == "GET":
