@@ -354,6 +354,18 @@ ERRORS = [
         True,
     ),
     ("{ labStats { byCategory } }", None, True),  # validation
+    # two non-null fields refused: graphql-core reports the first only, a nullable one's too
+    (
+        '{ labs(first: 101) { totalCount } searchLabs(query: "", after: "x") { suggestion } }',
+        None,
+        True,
+    ),
+    (
+        '{ labs(first: 101) { totalCount } lab(id: "00000000-0000-4000-8000-000000000000")'
+        " { id } s: labs(first: -1) { totalCount } }",
+        None,
+        False,
+    ),
 ]
 
 

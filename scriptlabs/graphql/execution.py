@@ -291,7 +291,7 @@ class Runner:
             else JsonParams()
         )
         values: dict[str, bytes] = {}
-        errors: list[GraphQLError] = [r.error for r in planned if r.error is not None]
+        errors = _root_errors(planned)
         null_data = any(r.error is not None and not r.nullable for r in planned)
         statement = self._statement(planned) if not null_data else None
         if not rest:
@@ -454,6 +454,23 @@ class Runner:
         return result.data, errors  # type: ignore[union-attr]
 
     # -- the answer
+
+
+def _root_errors(planned: list[_Root]) -> list[GraphQLError]:
+    """The errors of the planned roots, in their order, as graphql-core reports them: once a
+    non-null field has failed (the data is null), the errors of the non-null fields after it
+    are not reported; those of nullable fields still are."""
+    errors: list[GraphQLError] = []
+    failed = False
+    for root in planned:
+        if root.error is None:
+            continue
+        if not root.nullable:
+            if failed:
+                continue
+            failed = True
+        errors.append(root.error)
+    return errors
 
 
 def _split(planned: list[_Root], text: str | None) -> dict[str, bytes]:
