@@ -82,6 +82,12 @@ PLANNED = [
         " skipped: labs @skip(if: $yes) { nodes { id } } }",
         {"yes": True, "no": False},
     ),
+    # an edge's node twice under aliases: each with its own fields
+    (
+        "{ labs(first: 3) { edges { node { a: title } n: node { b: author id } } } searchLabs("
+        'query: "") { edges { node { a: author } k: node { b: title } } } }',
+        None,
+    ),
     # the same response key twice: the selections merge
     ("{ labs(first: 2) { nodes { id } } labs(first: 2) { totalCount nodes { title } } }", None),
     # ordered by title, so the cursors carry the titles that need escaping

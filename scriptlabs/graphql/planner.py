@@ -298,18 +298,20 @@ class Planner:
         """Lateral joins over a page's row `f` ending in `e_`, the edge's object: its node,
         and its other fields' SQL from `leaves` (made only for the fields selected)."""
         parts = []
-        node = ""
+        nodes: list[str] = []  # one join per node selected (aliases may select it twice)
         for out in outs:
             if out.name == "node":
-                node = f"cross join lateral ({self._fields(out.children, 'f', 'Lab')}) n_ "
-                expr = "row_to_json(n_)"
+                alias = f"n{len(nodes)}_"
+                fields = self._fields(out.children, "f", "Lab")
+                nodes.append(f"cross join lateral ({fields}) {alias} ")
+                expr = f"row_to_json({alias})"
             elif out.name == "__typename":
                 expr = f"'{typename}'"
             else:
                 expr = leaves[out.name]()
             parts.append(f"{expr} as {_alias(out.key)}")
         # a lateral subquery of expressions only is pulled up: no plan per row
-        return f"{node}cross join lateral (select {', '.join(parts)}) e_"
+        return f"{''.join(nodes)}cross join lateral (select {', '.join(parts)}) e_"
 
     def _page_info(self, outs: tuple[Out, ...], page: _Page) -> str:
         query = page.query
