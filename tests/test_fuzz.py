@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
 
+from scriptlabs.graphql.types import LabOrderField
 from tests.conftest import Api, User
 
 SCHEMA = (Path(__file__).parents[1] / "schema.graphql").read_text()
@@ -459,17 +460,18 @@ def lab_filters() -> st.SearchStrategy[Any]:
     )
 
 
-ORDER = st.lists(
-    st.fixed_dictionaries(
-        {
-            "field": st.sampled_from(
-                ["CREATED_AT", "UPDATED_AT", "TITLE", "AUTHOR", "RATING", "PUBLICATION_YEAR"]
-            )
-        },
-        optional={"direction": st.sampled_from(["ASC", "DESC", None])},
-    ),
-    max_size=7,
-)
+def orders(directions: list[str | None], max_size: int) -> st.SearchStrategy[list[Any]]:
+    """Lists of LabOrder values: the schema's order fields, in `directions`."""
+    return st.lists(
+        st.fixed_dictionaries(
+            {"field": st.sampled_from([f.name for f in LabOrderField])},
+            optional={"direction": st.sampled_from(directions)},
+        ),
+        max_size=max_size,
+    )
+
+
+ORDER = orders(["ASC", "DESC", None], max_size=7)
 
 LABS = (
     "query($f: LabFilter, $o: [LabOrder!], $first: Int, $after: String, $last: Int,"

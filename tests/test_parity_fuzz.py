@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import nodes, queries
 
 from tests.conftest import Api, User
+from tests.test_fuzz import orders
 from tests.test_planner import _both
 
 SCHEMA = (Path(__file__).parents[1] / "schema.graphql").read_text()
@@ -397,17 +398,7 @@ FILTERS = st.recursive(
     ),
     max_leaves=3,
 )
-ORDER = st.lists(
-    st.fixed_dictionaries(
-        {
-            "field": st.sampled_from(
-                ["CREATED_AT", "UPDATED_AT", "TITLE", "AUTHOR", "RATING", "PUBLICATION_YEAR"]
-            )
-        },
-        optional={"direction": st.sampled_from(["ASC", "DESC"])},
-    ),
-    max_size=3,
-)
+ORDER = orders(["ASC", "DESC"], max_size=3)
 COUNTS = st.one_of(st.integers(0, 12), st.sampled_from([60, 100, 101, -1]))
 SEARCH_TEXT = st.lists(
     st.one_of(
