@@ -88,6 +88,32 @@ async def test_many_aliased_slow_fields_share_one_budget(
     assert elapsed < 4 * BUDGET_MS / 1000 + 0.5
 
 
+@pytest.mark.parametrize("planned", [True, False])
+async def test_many_heavy_searches_share_one_budget_and_others_are_served(
+    tight: httpx.AsyncClient,
+    tight_unplanned: httpx.AsyncClient,
+    big_catalogue: User,
+    planned: bool,
+) -> None:
+    """A hostile document of 25 searches for a word in every lab, each counting and faceting
+    all 80,000 matches: one budget for all of them, and another caller is answered as usual,
+    during and after."""
+    c = tight if planned else tight_unplanned
+    search = (
+        'searchLabs(query: "long title", first: 10) { totalCount edges { snippet }'
+        " facets { byCategory { count } byStatus { count } byRating { count } } }"
+    )
+    query = "{ " + " ".join(f"s{i}: {search}" for i in range(25)) + " }"
+    other = await Api(c).sign_up()
+    hostile = [_timed(c, {"query": query}, big_catalogue.token) for _ in range(3)]
+    ordinary = _timed(c, {"query": "{ labs(first: 1) { nodes { id } } }"}, other.token)
+    *answers, (_, served) = await asyncio.gather(*hostile, ordinary)
+    for elapsed, result in answers:
+        assert error_codes(result) == ["TIMEOUT"]
+        assert elapsed < 4 * BUDGET_MS / 1000 + 1.0
+    assert served == {"data": {"labs": {"nodes": []}}}
+
+
 async def test_a_mutation_out_of_time_writes_nothing(
     tight: httpx.AsyncClient, admin: asyncpg.Connection
 ) -> None:
