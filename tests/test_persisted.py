@@ -15,13 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 from graphql import parse
 
 from scriptlabs.config import Settings, SettingsError
-from scriptlabs.http.persisted import AutomaticPersistedQueries
+from scriptlabs.db.operation import Pool
+from scriptlabs.errors import Code
+from scriptlabs.http.persisted import AutomaticPersistedQueries, PersistedError, RegisteredQueries
 from scriptlabs.ops.persisted import apollo_client_text
 from tests.conftest import Api, Database, code, serve
 
@@ -379,3 +382,34 @@ def test_apollo_form_matches_graphql_js_print() -> None:
         "fragment LabParts on Lab {\n  id\n  author\n  __typename\n}"
     )
     assert apollo_client_text(parse(text)) == expected
+
+
+async def test_random_hashes_in_only_mode_read_the_table_at_most_once_per_interval(
+    database: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "one.graphql"
+    text = f"# {uuid.uuid4().hex}\n{{ me {{ id }} }}"
+    path.write_text(text)
+    assert scriptlabs(database, "persisted", "add", str(path)).returncode == 0
+    raw = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
+    try:
+        registry = RegisteredQueries(
+            Pool(raw, asyncio.Semaphore(2), 5.0, 5000), reload_seconds=60, refresh_seconds=60
+        )
+
+        async def hostile(i: int) -> Code:
+            try:
+                await registry.resolve(None, ext(sha(f"{i} {uuid.uuid4()}")))
+            except PersistedError as exc:
+                return exc.code
+            raise AssertionError("an unregistered hash ran")
+
+        codes = await asyncio.gather(*(hostile(i) for i in range(500)))
+        assert set(codes) == {Code.FORBIDDEN}
+        assert registry.loads == 1  # the first request's load; every miss after it waits
+        resolved = await registry.resolve(None, ext(sha(text)))
+        assert resolved.query == text
+        assert (await registry.resolve(text, None)).query == text
+        assert registry.loads == 1
+    finally:
+        await raw.close()

@@ -1,9 +1,10 @@
 """GraphQL over HTTP (POST JSON, GET for queries), per the GraphQL over HTTP specification.
 
 The runner (graphql/execution.py) runs the operation; this module owns the transport: body
-limits, the bearer token, content negotiation, status codes and JSON
-encoding (orjson). Problems with the request itself are answered in the same
-`{"errors": [...]}` shape, each with the contract's `extensions.code`.
+limits, the bearer token, persisted queries (a hash resolved to its document before the
+runner sees the request: http/persisted.py), content negotiation, status codes, the caching
+headers of GET answers and JSON encoding (orjson). Problems with the request itself are
+answered in the same `{"errors": [...]}` shape, each with the contract's `extensions.code`.
 """
 
 from __future__ import annotations
