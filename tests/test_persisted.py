@@ -423,3 +423,45 @@ async def test_document_over_the_token_limit_is_refused_and_not_kept(api: Api) -
     not_found(await post(api.client, {"extensions": ext(sha(query))}))
     huge = {"query": "#" + "x" * (1024 * 1024), "extensions": ext("a" * 64)}
     assert (await post(api.client, huge)).status_code == 413
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role"])
+async def test_request_roles_can_neither_read_nor_list_registered_documents(
+    admin: asyncpg.Connection, role: str
+) -> None:
+    for statement in (
+        "select count(*) from scriptlabs_private.persisted_queries",
+        "select * from scriptlabs_private.persisted_documents()",
+        "insert into scriptlabs_private.persisted_queries (hash, document) values ('a', 'b')",
+    ):
+        async with admin.transaction():
+            await admin.execute("select set_config('role', $1, true)", role)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await admin.execute(statement)
+
+
+async def test_the_login_role_reads_registered_documents_only_through_the_function(
+    settings: Settings,
+) -> None:
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("select * from scriptlabs_private.persisted_queries")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("delete from scriptlabs_private.persisted_queries")
+        rows = await conn.fetch("select * from scriptlabs_private.persisted_documents()")
+        assert all(r["hash"] == sha(r["document"]) for r in rows)
+    finally:
+        await conn.close()
+
+
+async def test_a_row_whose_hash_is_not_its_documents_cannot_be_stored(
+    admin: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await admin.execute(
+            "insert into scriptlabs_private.persisted_queries (hash, document) values ($1, $2)",
+            sha("{ me { id } }"),
+            "{ me { email } }",
+        )
