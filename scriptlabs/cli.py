@@ -199,7 +199,10 @@ def cmd_persisted(settings: Settings, args: argparse.Namespace) -> int:
         for path in args.files:
             try:
                 text = Path(path).read_text(encoding="utf-8")
-                forms.append((path, persisted.document_forms(text, schema)))
+                read = (
+                    persisted.manifest_forms if path.endswith(".json") else persisted.document_forms
+                )
+                forms.append((path, read(text, schema)))
             except (OSError, UnicodeDecodeError, persisted.DocumentError) as exc:
                 raise CommandError(f"{path}: {exc}") from None
 
@@ -269,9 +272,11 @@ def parser() -> argparse.ArgumentParser:
     persisted = sub.add_parser("persisted", help="documents registered for PERSISTED_QUERIES=only")
     persisted_sub = persisted.add_subparsers(dest="persisted_command", required=True)
     add = persisted_sub.add_parser(
-        "add", help="register each file's whole document; prints hash, file and form"
+        "add",
+        help="register each file's whole document, or each operation of an Apollo manifest "
+        "(.json); prints hash, file and form",
     )
-    add.add_argument("files", nargs="+", metavar="FILE.graphql")
+    add.add_argument("files", nargs="+", metavar="FILE.graphql|MANIFEST.json")
     add.set_defaults(run=cmd_persisted)
     persisted_sub.add_parser(
         "list", help="print hash, registered at, size and source of each document"

@@ -465,3 +465,27 @@ async def test_a_row_whose_hash_is_not_its_documents_cannot_be_stored(
             sha("{ me { id } }"),
             "{ me { email } }",
         )
+
+
+async def test_only_mode_serves_the_operations_of_an_apollo_manifest(
+    database: Database, only_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    body = f"query Mine{uuid.uuid4().hex[:8]} {{ me {{ id __typename }} }}"
+    manifest = {
+        "format": "apollo-persisted-query-manifest",
+        "version": 1,
+        "operations": [{"id": sha(body), "name": "Mine", "type": "query", "body": body}],
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(orjson.dumps(manifest).decode())
+    added = scriptlabs(database, "persisted", "add", str(path))
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.splitlines() == [f"{sha(body)}\t{path}\tmanifest operation Mine"]
+    response = await post(only_client, {"extensions": ext(sha(body))})
+    assert response.json() == {"data": {"me": None}}
+
+    manifest["operations"][0]["id"] = "custom-id"  # type: ignore[index]
+    path.write_text(orjson.dumps(manifest).decode())
+    refused = scriptlabs(database, "persisted", "add", str(path))
+    assert refused.returncode == 2
+    assert "is not the SHA-256 of its body" in refused.stderr

@@ -14,10 +14,17 @@ the hash Apollo's protocol carries. `add` registers a file's whole text in two f
 
 When the two forms are the same text, one row is written. Files must parse and validate
 against the schema, so nothing that could never run is registered.
+
+A `.json` file is read as an Apollo persisted query manifest (`{"format":
+"apollo-persisted-query-manifest", "version": 1, "operations": [{"id", "name", "type",
+"body"}]}`, as @apollo/generate-persisted-query-manifest, Apollo Kotlin and Apollo iOS write
+it): each body is registered exactly as written, the text those clients send, and its id
+must be the body's SHA-256, the hash they send with it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from sys import maxsize
 from typing import Any
@@ -115,8 +122,7 @@ def apollo_client_text(document: DocumentNode) -> str:
     return print_as_graphql_js(visit(document, _AddTypename()))
 
 
-def document_forms(text: str, schema: GraphQLSchema) -> list[Form]:
-    """The forms of a file's text to register, checked against `schema`."""
+def _checked_document(text: str, schema: GraphQLSchema) -> DocumentNode:
     try:
         document = parse(text)
     except GraphQLError as exc:
@@ -124,6 +130,47 @@ def document_forms(text: str, schema: GraphQLSchema) -> list[Form]:
     errors = validate(schema, document)
     if errors:
         raise DocumentError(f"does not validate: {errors[0].message}")
+    return document
+
+
+MANIFEST_FORMAT = "apollo-persisted-query-manifest"
+
+
+def manifest_forms(text: str, schema: GraphQLSchema) -> list[Form]:
+    """The operations of an Apollo persisted query manifest, each body as written."""
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"is not JSON: {exc}") from None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != MANIFEST_FORMAT
+        or manifest.get("version") != 1
+        or not isinstance(manifest.get("operations"), list)
+    ):
+        raise DocumentError(f'is not a manifest of format "{MANIFEST_FORMAT}", version 1')
+    forms = []
+    for i, operation in enumerate(manifest["operations"]):
+        if not isinstance(operation, dict) or not isinstance(operation.get("body"), str):
+            raise DocumentError(f"operations[{i}] has no body")
+        body, name = operation["body"], operation.get("name") or f"operations[{i}]"
+        try:
+            _checked_document(body, schema)
+        except DocumentError as exc:
+            raise DocumentError(f"{name} {exc}") from None
+        digest = sha256_hex(body)
+        if operation.get("id") != digest:
+            raise DocumentError(
+                f"{name}: its id is not the SHA-256 of its body ({digest}); clients send that "
+                "id as the hash, which must name the document's exact text here"
+            )
+        forms.append(Form(digest, body, f"manifest operation {name}"))
+    return forms
+
+
+def document_forms(text: str, schema: GraphQLSchema) -> list[Form]:
+    """The forms of a file's text to register, checked against `schema`."""
+    document = _checked_document(text, schema)
     forms = [Form(sha256_hex(text), text, "as written")]
     apollo = apollo_client_text(document)
     if apollo != text:
