@@ -489,3 +489,17 @@ async def test_only_mode_serves_the_operations_of_an_apollo_manifest(
     refused = scriptlabs(database, "persisted", "add", str(path))
     assert refused.returncode == 2
     assert "is not the SHA-256 of its body" in refused.stderr
+
+
+async def test_get_refusals_are_never_kept_by_a_cache(api: Api) -> None:
+    bad_json = await api.client.get("/graphql", params={"query": "{ me { id } }", "variables": "{"})
+    assert bad_json.status_code == 400
+    bad_token = await api.client.get(
+        "/graphql", params={"query": "{ me { id } }"}, headers={"authorization": "Bearer nope"}
+    )
+    assert bad_token.status_code == 401
+    mutation = await api.client.get("/graphql", params={"query": "mutation { signOut }"})
+    assert mutation.status_code == 405
+    for response in (bad_json, bad_token, mutation):
+        assert response.headers["cache-control"] == "private, no-store"
+        assert response.headers["vary"] == "Accept, Authorization"

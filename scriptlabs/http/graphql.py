@@ -213,6 +213,13 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         media = _media_type(request)
+        response = await self._answer(request, media)
+        refused_get = request.method == "GET" and "cache-control" not in response.headers
+        if refused_get and not isinstance(response, HTMLResponse):  # never kept by a cache
+            response.headers.update(NO_STORE)
+        return response
+
+    async def _answer(self, request: Request, media: str) -> Response:
         try:
             return await self._handle(request, media)
         except RequestError as exc:
