@@ -10,7 +10,7 @@
 # python3-venv and npm through apt-get (as root, or with sudo), the virtual environment .venv with
 # the package and its test tools (re-installed when pyproject.toml changes), and the GraphiQL files
 # the API serves itself (pinned, checked by sha256). `test` also installs pgbouncer, which some of
-# the tests run.
+# the tests run, and Apollo Client under tests/apollo (`npm ci`, when its lock file changed).
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
@@ -214,6 +214,26 @@ ensure_graphiql() {
     "$VENV/bin/python" scripts/fetch_graphiql.py --quiet
 }
 
+# --- Apollo Client, which tests/test_apollo.py runs under Node ----------------------------------
+
+readonly APOLLO_DIR=tests/apollo
+
+ensure_apollo_client() {
+    local want have="" stamp="$APOLLO_DIR/node_modules/.scriptlabs-lock.sha256"
+    want="$(sha256sum "$APOLLO_DIR/package-lock.json" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && have="$(cat "$stamp")"
+    if [ "$want" = "$have" ] && command -v node >/dev/null 2>&1; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "installing npm (apt: npm), to run Apollo Client in the tests"
+        apt_install npm
+    fi
+    say "installing Apollo Client for the tests (npm ci --prefix $APOLLO_DIR, from its lock file)"
+    npm ci --prefix "$APOLLO_DIR" --no-audit --no-fund --loglevel=error
+    printf '%s\n' "$want" >"$stamp"
+}
+
 # --- commands -----------------------------------------------------------------------------------
 
 setup() {
@@ -231,6 +251,7 @@ run() {
 cmd_test() {
     setup
     ensure_pgbouncer
+    ensure_apollo_client
     run "$VENV/bin/ruff" format --check
     run "$VENV/bin/ruff" check
     run "$VENV/bin/mypy"

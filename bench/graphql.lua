@@ -2,6 +2,7 @@
 --
 -- Read from the environment (bench/run sets them):
 --   BENCH_BODY   the JSON body, e.g. {"query":"{ labs(first: 20) { nodes { id } } }"}
+--   BENCH_METHOD "GET": send GET, the request in the URL's query string, and no body
 --   BENCH_TOKEN  an access token, sent as "Authorization: Bearer <token>" (optional)
 --   BENCH_CHECK  "1": look at every response and count non-2xx statuses and bodies holding
 --                GraphQL "errors" (wrk then hands each body to Lua, which costs it some speed)
@@ -9,9 +10,13 @@
 -- done() prints one line "BENCH_JSON {...}" after wrk's own summary: requests, duration,
 -- latency percentiles (microseconds) and every kind of error wrk knows of.
 
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY") or error("BENCH_BODY is not set")
-wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_METHOD") == "GET" then
+   wrk.method = "GET"
+else
+   wrk.method = "POST"
+   wrk.body = os.getenv("BENCH_BODY") or error("BENCH_BODY is not set")
+   wrk.headers["Content-Type"] = "application/json"
+end
 wrk.headers["Accept"] = "application/json"
 local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,24 @@ def post(url: str, body: dict[str, Any], token: str = "") -> tuple[int, dict[str
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def get_url(url: str, body: dict[str, Any]) -> str:
+    """`url` with the request in its query string, as GET /graphql takes it."""
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+    return f"{url}?{urllib.parse.urlencode(params)}"
+
+
+def get(url: str, body: dict[str, Any], token: str = "") -> tuple[int, dict[str, Any]]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(get_url(url, body), headers=headers, method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def start_postgraphile(env: dict[str, str], folder: Path, workers: int = 1) -> Server:
     """PostGraphile v4 (bench/postgraphile.js) and its filter plugin, installed with npm into
     the data folder."""
@@ -244,13 +263,17 @@ def wrk(
     duration: float,
     timeout: str,
     check: bool,
+    method: str = "POST",
 ) -> dict[str, Any]:
     env = {
         **os.environ,
         "BENCH_BODY": json.dumps(body),
         "BENCH_TOKEN": token,
         "BENCH_CHECK": "1" if check else "0",
+        "BENCH_METHOD": method,
     }
+    if method == "GET":
+        url = get_url(url, body)
     command = [
         "wrk",
         f"-t{threads}",

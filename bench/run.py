@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ from harness import (
     V5_DIR,
     BenchError,
     Server,
+    get,
     post,
     raise_open_files,
     start_postgraphile,
@@ -161,10 +163,17 @@ SCENARIOS: dict[str, str] = {
     "search-facets": "searchLabs of the medium term with totalCount and the three facets",
     "stats": "labStats, every field, unfiltered",
     "stats-filtered": "labStats, every field, filter readingStatus READ",
+    "first-apq": "the first page by its persisted query hash alone, POST",
+    "first-apq-get": "the first page by its persisted query hash alone, GET",
 }
+APQ_SCENARIOS = ("first-apq", "first-apq-get")
 SEARCH_SCENARIOS = [s for s in SCENARIOS if s.startswith(("search-", "stats"))]
 # `--scenarios search` runs these; the default, the list scenarios of the engine's runs
-DEFAULT_SCENARIOS = [s for s in SCENARIOS if s != "postgraphile" and s not in SEARCH_SCENARIOS]
+DEFAULT_SCENARIOS = [
+    s
+    for s in SCENARIOS
+    if s != "postgraphile" and s not in SEARCH_SCENARIOS and s not in APQ_SCENARIOS
+]
 PEERS = {
     "v5": "PostGraphile v5 (postgraphile5.mjs of the peers folder, V4 preset, connection filter)",
     "v4": "PostGraphile v4 (bench/postgraphile.js, connection filter plugin)",
@@ -188,6 +197,8 @@ def body_of(scenario: str, catalogue: Catalogue, system: str = "scriptlabs") -> 
         return peer_body_of(scenario, catalogue, system)
     if scenario in ("first", "first-plain", "c1000"):
         return {"query": FIRST_PAGE}
+    if scenario in APQ_SCENARIOS:
+        return {"extensions": persisted_query(FIRST_PAGE)}
     if scenario == "filtered":
         return {"query": FILTERED_PAGE}
     if scenario == "deep":
@@ -213,6 +224,34 @@ def body_of(scenario: str, catalogue: Catalogue, system: str = "scriptlabs") -> 
     raise BenchError(f"unknown scenario {scenario}")
 
 
+def persisted_query(query: str) -> dict[str, Any]:
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    return {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+
+def method_of(scenario: str) -> str:
+    return "GET" if scenario.endswith("-get") else "POST"
+
+
+def register_apq(url: str, scenario: str, token: str, workers: int) -> None:
+    """Send the document with its hash until every worker keeps it (each worker has a store
+    of its own, and new connections land on any worker): then hash-only requests succeed."""
+    body = {"extensions": persisted_query(FIRST_PAGE)}
+    full = {"query": FIRST_PAGE, **body}
+    for _ in range(16 * workers):
+        status, answer = post(url, full, token)
+        if status != 200 or "errors" in answer:
+            raise BenchError(f"registering {scenario}: HTTP {status} {answer}")
+    for _ in range(16 * workers):
+        status, answer = send(scenario, url, body, token)
+        if status != 200 or "errors" in answer:
+            raise BenchError(f"{scenario}: a worker did not keep the document: {answer}")
+
+
+def send(scenario: str, url: str, body: dict[str, Any], token: str) -> tuple[int, Any]:
+    return get(url, body, token) if method_of(scenario) == "GET" else post(url, body, token)
+
+
 def search_term(scenario: str, catalogue: Catalogue) -> str:
     share = {
         "search-rare": min(RARE_MATCHES / catalogue.size, 0.5),
@@ -236,11 +275,15 @@ def peer_body_of(scenario: str, catalogue: Catalogue, peer: str) -> dict[str, An
 
 
 def check_once(
-    url: str, scenario: str, catalogue: Catalogue, system: str = "scriptlabs"
+    url: str, scenario: str, catalogue: Catalogue, system: str = "scriptlabs", workers: int = 1
 ) -> tuple[str, list[str]]:
     """Send the scenario's request once: a one-line description of a good answer and the ids
     it holds, or raise."""
-    status, answer = post(url, body_of(scenario, catalogue, system), catalogue.token)
+    if scenario in APQ_SCENARIOS:
+        register_apq(url, scenario, catalogue.token, workers)
+        status, answer = send(scenario, url, body_of(scenario, catalogue), catalogue.token)
+    else:
+        status, answer = post(url, body_of(scenario, catalogue, system), catalogue.token)
     what = f"{scenario} on {catalogue.name} ({system})"
     if status != 200 or "errors" in answer:
         raise BenchError(f"{what}: HTTP {status} {answer}")
@@ -383,6 +426,7 @@ def run_one(
             duration=seconds,
             timeout=plan.timeout,
             check=check,
+            method=method_of(scenario),
         )
 
     for attempt in (1, 2):  # once more if something else stopped the server meanwhile
@@ -788,7 +832,7 @@ def check_everything(
                 ids: dict[str, list[str]] = {}
                 for system in systems_of(scenario, plan.peers):
                     server = servers[server_key(scenario, system, workers)]
-                    seen, ids[system] = check_once(server.url, scenario, catalogue, system)
+                    seen, ids[system] = check_once(server.url, scenario, catalogue, system, workers)
                     print(f"    checked {scenario} on {catalogue.name}, {server.name}: {seen}")
                 if len(ids) > 1:
                     print(
@@ -825,6 +869,7 @@ def warm_up(
                 duration=seconds,
                 timeout=plan.timeout,
                 check=False,
+                method=method_of(scenario),
             )
 
 

@@ -1,4 +1,4 @@
-"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data."""
+"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted."""
 
 from __future__ import annotations
 
@@ -187,6 +187,52 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_persisted(settings: Settings, args: argparse.Namespace) -> int:
+    """Registered documents of PERSISTED_QUERIES=only (scriptlabs.ops.persisted)."""
+    from scriptlabs.ops import persisted
+
+    forms: list[tuple[str, list[persisted.Form]]] = []
+    if args.persisted_command == "add":
+        from scriptlabs.graphql.schema import build_schema
+
+        schema = build_schema(settings)._schema
+        for path in args.files:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+                read = (
+                    persisted.manifest_forms if path.endswith(".json") else persisted.document_forms
+                )
+                forms.append((path, read(text, schema)))
+            except (OSError, UnicodeDecodeError, persisted.DocumentError) as exc:
+                raise CommandError(f"{path}: {exc}") from None
+
+    async def run(dsn: str) -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            if args.persisted_command == "add":
+                lines = []
+                for path, path_forms in forms:
+                    await persisted.register(conn, path_forms, Path(path).name)
+                    lines += [f"{f.hash}\t{path}\t{f.label}" for f in path_forms]
+                return lines
+            if args.persisted_command == "remove":
+                removed = await persisted.unregister(conn, args.hashes)
+                return [f"removed {removed} of {len(args.hashes)}"]
+            return [
+                f"{r['hash']}\t{r['created_at'].isoformat()}\t{r['size']}\t{r['source'] or ''}"
+                for r in await persisted.registered(conn)
+            ]
+        finally:
+            await conn.close()
+
+    with database(settings) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        for line in asyncio.run(run(admin)):
+            print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -222,6 +268,22 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--others-labs", type=int, metavar="M")
     demo.set_defaults(run=cmd_demo_data)
+
+    persisted = sub.add_parser("persisted", help="documents registered for PERSISTED_QUERIES=only")
+    persisted_sub = persisted.add_subparsers(dest="persisted_command", required=True)
+    add = persisted_sub.add_parser(
+        "add",
+        help="register each file's whole document, or each operation of an Apollo manifest "
+        "(.json); prints hash, file and form",
+    )
+    add.add_argument("files", nargs="+", metavar="FILE.graphql|MANIFEST.json")
+    add.set_defaults(run=cmd_persisted)
+    persisted_sub.add_parser(
+        "list", help="print hash, registered at, size and source of each document"
+    ).set_defaults(run=cmd_persisted)
+    remove = persisted_sub.add_parser("remove", help="unregister documents by hash")
+    remove.add_argument("hashes", nargs="+", metavar="HASH")
+    remove.set_defaults(run=cmd_persisted)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"

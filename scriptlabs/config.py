@@ -49,6 +49,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
+PERSISTED_QUERY_MODES = ("apq", "only")
+
+
+def _persisted_queries(env: Mapping[str, str]) -> str:
+    raw = env.get("PERSISTED_QUERIES", "").strip().lower() or "apq"
+    if raw not in PERSISTED_QUERY_MODES:
+        raise SettingsError(f"PERSISTED_QUERIES must be apq or only, not {raw!r}")
+    return raw
+
+
 def _networks(raw: str) -> tuple[Network, ...]:
     try:
         return tuple(
@@ -124,6 +134,14 @@ class Settings:
     rate_limit_slow_after: int = 3  # sign-in attempts are slowed from this number on
     rate_limit_slow_base_ms: int = 250  # the first delay; it doubles with each attempt
     argon2: Argon2Params = field(default_factory=Argon2Params)
+    # persisted queries (scriptlabs.http.persisted): `apq` learns documents from clients into
+    # a per-worker store bounded by count and size; `only` runs registered documents alone,
+    # re-reading them on a miss at most once per persisted_reload_seconds
+    persisted_queries: str = "apq"
+    apq_max_entries: int = 10_000
+    apq_max_bytes: int = 16 * 1024 * 1024  # characters of document text
+    persisted_reload_seconds: float = 1.0
+    persisted_refresh_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +195,9 @@ class Settings:
             rate_limit_slow_after=_int(env, "RATE_LIMIT_SLOW_AFTER", 3),
             rate_limit_slow_base_ms=_int(env, "RATE_LIMIT_SLOW_BASE_MS", 250),
             argon2=argon2,
+            persisted_queries=_persisted_queries(env),
+            apq_max_entries=_int(env, "APQ_MAX_ENTRIES", 10_000, minimum=1),
+            apq_max_bytes=_int(env, "APQ_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)

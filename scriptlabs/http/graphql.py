@@ -1,9 +1,10 @@
 """GraphQL over HTTP (POST JSON, GET for queries), per the GraphQL over HTTP specification.
 
 The runner (graphql/execution.py) runs the operation; this module owns the transport: body
-limits, the bearer token, content negotiation, status codes and JSON
-encoding (orjson). Problems with the request itself are answered in the same
-`{"errors": [...]}` shape, each with the contract's `extensions.code`.
+limits, the bearer token, persisted queries (a hash resolved to its document before the
+runner sees the request: http/persisted.py), content negotiation, status codes, the caching
+headers of GET answers and JSON encoding (orjson). Problems with the request itself are
+answered in the same `{"errors": [...]}` shape, each with the contract's `extensions.code`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from scriptlabs.db.operation import PoolBusy
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Services
 from scriptlabs.graphql.execution import Request as Operation
 from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of, client_of
+from scriptlabs.http.persisted import PersistedError, persisted_queries
 
 # What says the database is not there (refused, lost, restarting, out of connections, the pool
 # or connection closed under us): 503 and Retry-After. Any other driver or server error that
@@ -153,19 +156,44 @@ async def _params_from_post(request: Request, limit: int) -> dict[str, Any]:
     return params
 
 
-def _check_shape(params: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+def _check_shape(
+    params: dict[str, Any],
+) -> tuple[str | None, dict[str, Any] | None, str | None, dict[str, Any] | None]:
+    """query (None only when a persisted query names the document), variables, operation name
+    and extensions, their types checked."""
     query, variables = params.get("query"), params.get("variables")
     extensions = params.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestError(400, Code.BAD_USER_INPUT, "extensions must be an object")
     name = params.get("operationName")
-    if not isinstance(query, str) or not query.strip():
+    hashed = query is None and extensions is not None and "persistedQuery" in extensions
+    if not hashed and (not isinstance(query, str) or not query.strip()):
         raise RequestError(400, Code.BAD_USER_INPUT, "query must be a non-empty string")
     if variables is not None and not isinstance(variables, dict):
         raise RequestError(400, Code.BAD_USER_INPUT, "variables must be an object")
     if name is not None and not isinstance(name, str):
         raise RequestError(400, Code.BAD_USER_INPUT, "operationName must be a string")
-    return query, variables, name
+    return query, variables, name, extensions
+
+
+# Caching of GET answers (README, "Persisted queries"). Answers depend on the bearer token and
+# on the media type asked for: shared caches key on both (Vary). Only an anonymous answer
+# without errors may be kept by a shared cache, briefly; anything for a signed-in caller is
+# `private, no-store`, so no CDN or proxy ever hands one user's data to another.
+PUBLIC_MAX_AGE = 60
+VARY = "Accept, Authorization"
+NO_STORE = {"Cache-Control": "private, no-store", "Vary": VARY}
+CACHE_PUBLIC = {"Cache-Control": f"public, max-age={PUBLIC_MAX_AGE}", "Vary": VARY}
+# what Apollo Server sends with PERSISTED_QUERY_NOT_FOUND: never kept, or the client that sends
+# the document next would keep getting the refusal from a cache
+NOT_FOUND_HEADERS = {"Cache-Control": "private, no-cache, must-revalidate", "Vary": VARY}
+
+
+def _cache_headers(request: Request, status: int, body: bytes) -> dict[str, str]:
+    anonymous = "authorization" not in request.headers
+    if anonymous and status == 200 and not body.startswith(b'{"errors"'):
+        return CACHE_PUBLIC
+    return NO_STORE
 
 
 class GraphQLEndpoint:
@@ -176,6 +204,7 @@ class GraphQLEndpoint:
         self.runner = runner
         self.settings = services.settings
         self.verifier = services.verifier
+        self.persisted = persisted_queries(services.settings, services.pool)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
@@ -184,6 +213,13 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         media = _media_type(request)
+        response = await self._answer(request, media)
+        refused_get = request.method == "GET" and "cache-control" not in response.headers
+        if refused_get and not isinstance(response, HTMLResponse):  # never kept by a cache
+            response.headers.update(NO_STORE)
+        return response
+
+    async def _answer(self, request: Request, media: str) -> Response:
         try:
             return await self._handle(request, media)
         except RequestError as exc:
@@ -201,6 +237,9 @@ class GraphQLEndpoint:
             log.exception("database unavailable")
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": "5"}, media_type=media)
+        except PoolBusy as busy:  # the registered documents could not be read in time
+            body = error_body(Code.INTERNAL_SERVER_ERROR, "The service is busy; try again shortly")
+            return Response(body, 503, {"Retry-After": str(busy.retry_after)}, media_type=media)
         except Exception:
             return _fault(media)
 
@@ -215,20 +254,45 @@ class GraphQLEndpoint:
             allowed = QUERIES_AND_MUTATIONS
         else:
             raise RequestError(405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"})
-        query, variables, operation_name = _check_shape(params)
+        query, variables, operation_name, extensions = _check_shape(params)
+        claims = claims_of(request, self.verifier)
+        try:
+            resolved = await self.persisted.resolve(query, extensions)
+        except PersistedError as exc:
+            return self._refused(exc, media)
         outcome = await self.runner.run(
             Operation(
-                query=query,
+                query=resolved.query,
                 variables=variables,
                 operation_name=operation_name,
-                claims=claims_of(request, self.verifier),
+                claims=claims,
                 client=client_of(request, self.settings.trusted_proxies),
                 allowed=allowed,
             )
         )
+        if resolved.register is not None and not outcome.request_error:
+            # it parsed and validated (and ran): from now on its hash alone will do
+            self.persisted.keep(resolved.register, resolved.query)
         status = outcome.status
         if status is None:
             # a request error: as the GraphQL over HTTP specification says for
             # application/graphql-response+json; application/json: 200
             status = 400 if outcome.request_error and media == GRAPHQL_RESPONSE else 200
-        return Response(outcome.body, status, outcome.headers, media_type=media)
+        headers = outcome.headers
+        if request.method == "GET":
+            headers = {**(headers or {}), **_cache_headers(request, status, outcome.body)}
+        return Response(outcome.body, status, headers, media_type=media)
+
+    @staticmethod
+    def _refused(exc: PersistedError, media: str) -> Response:
+        """A persisted query that cannot run. PERSISTED_QUERY_NOT_FOUND is HTTP 200 whatever
+        the media type, as Apollo Server answers it (Apollo Client then sends the document);
+        the others are request errors: 400 (403 for FORBIDDEN) with
+        application/graphql-response+json, 200 with application/json."""
+        body = error_body(exc.code, exc.message)
+        if exc.code is Code.PERSISTED_QUERY_NOT_FOUND:
+            return Response(body, 200, NOT_FOUND_HEADERS, media_type=media)
+        status = 200
+        if media == GRAPHQL_RESPONSE:
+            status = 403 if exc.code is Code.FORBIDDEN else 400
+        return Response(body, status, NO_STORE, media_type=media)
