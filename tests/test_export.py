@@ -3,8 +3,13 @@ streamed, as the GraphQL answer gives them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,7 @@ import pytest
 
 from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.export import CSV_HEADER
-from tests.conftest import JWT_SECRET, Api, User
+from tests.conftest import JWT_SECRET, Api, Database, User
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = CSV_HEADER.split(",")
@@ -214,3 +219,79 @@ async def test_a_service_role_key_cannot_export_everyones_labs(api: Api) -> None
     response = await api.client.get(export_url("csv"), headers={"authorization": f"Bearer {key}"})
     assert response.status_code == 403
     assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# -- the command
+
+
+def run_export(
+    database: Database, *args: str, stderr: int = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.dsn,
+        "DATABASE_ADMIN_URL": database.admin_dsn,
+        "JWT_SECRET": JWT_SECRET,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "scriptlabs", "export", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_command_writes_what_the_endpoint_sends(api: Api, database: Database) -> None:
+    user = await api.sign_up()
+    await create_labs(api, user, TRICKY)
+    other = await api.sign_up()
+    await create_labs(api, other, [{"title": "Not mine", "author": "Other"}])
+    for fmt in ("csv", "json"):
+        body = (await api.client.get(export_url(fmt), headers=auth(user))).content
+        done = await asyncio.to_thread(
+            run_export, database, "--user", user.email.upper(), "--format", fmt
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == body
+        assert b"exported" not in done.stderr  # no progress unless stderr is a terminal
+
+
+async def test_the_command_names_an_unknown_user_and_exits_2(database: Database) -> None:
+    done = await asyncio.to_thread(
+        run_export, database, "--user", "nobody@example.com", "--format", "json"
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert b"nobody@example.com" in done.stderr
+
+
+async def test_the_command_shows_progress_on_a_terminal_and_only_there(
+    api: Api, database: Database
+) -> None:
+    import pty
+
+    user = await api.sign_up()
+    await create_labs(api, user, TRICKY[:2])
+    body = (await api.client.get(export_url("csv"), headers=auth(user))).content
+    leader, follower = pty.openpty()
+    try:
+        done = await asyncio.to_thread(
+            run_export, database, "--user", user.email, "--format", "csv", stderr=follower
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's writer has gone
+            while chunk := os.read(leader, 4096):
+                shown += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert done.returncode == 0
+    assert done.stdout == body
+    assert b"exported 2 of 2 labs (100%)" in shown
