@@ -11,16 +11,20 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 
 from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.export import CSV_HEADER
-from tests.conftest import JWT_SECRET, Api, Database, User
+from tests.conftest import JWT_SECRET, Api, Database, User, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = CSV_HEADER.split(",")
@@ -295,3 +299,244 @@ async def test_the_command_shows_progress_on_a_terminal_and_only_there(
     assert done.returncode == 0
     assert done.stdout == body
     assert b"exported 2 of 2 labs (100%)" in shown
+
+
+# -- a real server: memory, a client that goes away, limits, a slow reader
+
+BIG = 100_000
+COVER = "https://covers.example.com/" + "c" * 500  # fat rows: TOAST keeps them small on disk
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+@contextlib.contextmanager
+def real_server(database: Database, **env: str) -> Iterator[Server]:
+    """`scriptlabs serve` (uvicorn, uvloop, httptools) in a process of its own."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": database.dsn,
+        "DATABASE_ADMIN_URL": database.admin_dsn,
+        "JWT_SECRET": JWT_SECRET,
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scriptlabs", "serve", "--port", str(port)],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "the server stopped"
+            try:
+                if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield Server(url, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def add_fat_labs(admin: asyncpg.Connection, user: User, count: int) -> None:
+    await admin.execute(
+        "insert into public.labs (user_id, title, author, cover_url, created_at)"
+        " select $1::uuid, 'Exported lab', 'Author', $2, now() - make_interval(secs => $3 - g)"
+        " from generate_series(1, $3) g",
+        user.id,
+        COVER,
+        count,
+    )
+
+
+@pytest.fixture(scope="module")
+async def big(client: httpx.AsyncClient, admin: asyncpg.Connection) -> User:
+    """A user with 100,000 fat labs (about 60 MB of CSV)."""
+    user = await Api(client).sign_up()
+    await add_fat_labs(admin, user, BIG)
+    await admin.execute("analyze public.labs")
+    return user
+
+
+@pytest.fixture(scope="module")
+def server(database: Database) -> Iterator[Server]:
+    with real_server(
+        database, EXPORT_MAX_CONCURRENT="2", EXPORT_MAX_PER_USER="2", DB_POOL_MAX="10"
+    ) as s:
+        yield s
+
+
+async def test_an_export_of_100000_labs_streams_in_flat_memory(
+    server: Server, big: User, api: Api
+) -> None:
+    small = await api.sign_up()
+    await create_labs(api, small, TRICKY)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        # warm up: everything an export loads is loaded
+        for fmt in ("csv", "json"):
+            assert (await http.get(export_url(fmt), headers=auth(small))).status_code == 200
+        baseline = peak = server.rss_kib()
+        size = lines = 0
+        warm = None  # the RSS once a tenth has gone: the batch, buffers and arenas all in use
+        async with http.stream("GET", export_url("csv"), headers=auth(big)) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                lines += chunk.count(b"\n")  # no line breaks inside these labs' fields
+                rss = server.rss_kib()
+                peak = max(peak, rss)
+                if warm is None and lines > BIG // 10:
+                    warm = rss
+    assert lines == BIG + 1
+    assert size > 60_000_000
+    assert warm is not None
+    print(f"RSS before {baseline / 1024:.1f} MB, at 10% {warm / 1024:.1f}, peak {peak / 1024:.1f}")
+    # buffering the export would take its size at least (60 MB); a cursor takes a batch, and
+    # after the first tenth the memory stays where it is
+    assert (peak - baseline) / 1024 < 25, "the server grew while exporting"
+    assert (peak - warm) / 1024 < 8, "the server kept growing while exporting"
+
+
+EXPORTING = """
+select count(*) from pg_stat_activity
+where backend_type = 'client backend' and pid <> pg_backend_pid() and state <> 'idle'
+  and query like '%labs_export%'
+"""
+
+
+async def wait_for_exports(admin: asyncpg.Connection, count: int, within: float = 5) -> None:
+    """Poll until `count` backends are in an export's transaction."""
+    deadline = time.monotonic() + within
+    while (now := await admin.fetchval(EXPORTING)) != count:
+        assert time.monotonic() < deadline, f"{now} exports in the database, not {count}"
+        await asyncio.sleep(0.02)
+
+
+def fake_token(**claims: Any) -> str:
+    """A valid access token of a user with no session and no labs."""
+    import jwt
+
+    body = {
+        "sub": str(uuid.uuid4()),
+        "role": "authenticated",
+        "aud": "authenticated",
+        "exp": int(time.time()) + 300,
+        **claims,
+    }
+    return jwt.encode(body, JWT_SECRET, algorithm="HS256")
+
+
+async def test_a_client_that_goes_away_gives_the_connection_back_at_once(
+    server: Server, big: User, admin: asyncpg.Connection
+) -> None:
+    await wait_for_exports(admin, 0)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with http.stream("GET", export_url("json"), headers=auth(big)) as response:
+            assert response.status_code == 200
+            async for _ in response.aiter_raw():
+                break
+            await wait_for_exports(admin, 1)  # the export waits for the client to read on
+        # the stream closed unread: the client has gone
+        await wait_for_exports(admin, 0, within=2)
+        again = await http.get(export_url("csv"), headers={**auth(big), "range": "bytes=0-9"})
+        assert again.status_code == 200
+
+
+async def test_exports_take_a_share_of_the_pool_and_others_are_still_served(
+    server: Server, big: User, api: Api, admin: asyncpg.Connection
+) -> None:
+    reader = await api.sign_up()
+    await create_labs(api, reader, [{"title": "Still here", "author": "A"}])
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=server.url, timeout=30))
+        # two exports of one user's big catalogue, read no further than their first chunk
+        for _ in range(2):
+            held = await stack.enter_async_context(
+                http.stream("GET", export_url("csv"), headers=auth(big))
+            )
+            assert held.status_code == 200
+            reading = held.aiter_raw()  # kept: a reader dropped closes its response
+            stack.push_async_callback(reading.aclose)
+            await anext(reading)
+        await wait_for_exports(admin, 2)
+
+        # a third of the same user: 429; anyone else's: 503, all with Retry-After
+        third = await http.get(export_url("csv"), headers=auth(big))
+        assert third.status_code == 429
+        assert third.headers["retry-after"] == "5"
+        assert third.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+        tokens = [fake_token() for _ in range(200)]
+        answers = await asyncio.gather(
+            *(
+                http.get(export_url("json"), headers={"authorization": f"Bearer {t}"})
+                for t in tokens
+            )
+        )
+        assert {a.status_code for a in answers} == {503}
+        assert all(a.headers["retry-after"] == "5" for a in answers)
+
+        # the rest of the pool still serves everyone else
+        data = await http.post(
+            "/graphql",
+            json={"query": "{ labs(first: 5) { nodes { title } } }"},
+            headers=auth(reader),
+        )
+        assert data.status_code == 200
+        assert data.json() == {"data": {"labs": {"nodes": [{"title": "Still here"}]}}}
+        assert (await http.get("/health/ready")).status_code == 200
+        await wait_for_exports(admin, 2)
+    await wait_for_exports(admin, 0, within=2)
+
+    # the slots are free again: a crowd of small exports all run, a share at a time
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        answers = await asyncio.gather(
+            *(
+                http.get(export_url("csv"), headers={"authorization": f"Bearer {fake_token()}"})
+                for _ in range(100)
+            )
+        )
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503}
+    assert 200 in statuses
+    assert all(a.content == CSV_HEADER.encode() + b"\r\n" for a in answers if a.status_code == 200)
+
+
+async def test_a_slow_reader_is_cut_off_at_the_export_deadline(
+    database: Database, big: User, admin: asyncpg.Connection
+) -> None:
+    with real_server(database, EXPORT_TIMEOUT_S="2") as slow:
+        async with httpx.AsyncClient(base_url=slow.url, timeout=30) as http:
+            async with http.stream("GET", export_url("csv"), headers=auth(big)) as response:
+                assert response.status_code == 200
+                reading = response.aiter_raw()
+                size = len(await anext(reading))
+                await wait_for_exports(admin, 1)
+                # the client stops reading; the deadline ends the export and frees its connection
+                await wait_for_exports(admin, 0, within=5)
+                with pytest.raises(httpx.RemoteProtocolError):  # the transfer ends unfinished
+                    async for chunk in reading:
+                        size += len(chunk)
+            assert size < 60_000_000
+            again = await http.get(
+                export_url("json"), headers={"authorization": f"Bearer {fake_token()}"}
+            )
+            assert (again.status_code, again.json()) == (200, [])

@@ -22,12 +22,11 @@ The rows and their format are scriptlabs.labs.export's; this module owns the HTT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -64,8 +63,8 @@ class ExportSlots:
         self.per_user = per_user
         self.running: Counter[uuid.UUID] = Counter()
 
-    @contextlib.contextmanager
-    def take(self, user_id: uuid.UUID) -> Iterator[None]:
+    def take(self, user_id: uuid.UUID) -> Slot:
+        """A slot for one export of `user_id`'s labs; Busy when there is none."""
         if self.running[user_id] >= self.per_user:
             raise Busy(429, Code.RATE_LIMITED, "An export of your labs is already running")
         if self.running.total() >= self.at_once:
@@ -75,12 +74,22 @@ class ExportSlots:
                 "The service is busy: too many exports are running; try again shortly",
             )
         self.running[user_id] += 1
-        try:
-            yield
-        finally:
-            self.running[user_id] -= 1
-            if not self.running[user_id]:
-                del self.running[user_id]
+        return Slot(self, user_id)
+
+
+class Slot:
+    """One running export's place; `release` may be called more than once."""
+
+    def __init__(self, slots: ExportSlots, user_id: uuid.UUID) -> None:
+        self._slots: ExportSlots | None = slots
+        self._user_id = user_id
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.running[self._user_id] -= 1
+            if not slots.running[self._user_id]:
+                del slots.running[self._user_id]
 
 
 def _error(
@@ -126,14 +135,18 @@ class ExportEndpoint:
             )
             return
         try:
-            with slots.take(claims.sub):
-                await self._export(services, claims, scope, receive, send)
+            slot = slots.take(claims.sub)
         except Busy as busy:
             headers = {"Retry-After": str(RETRY_AFTER)}
             await _error(busy.status, busy.code, busy.message, headers)(scope, receive, send)
+            return
+        try:
+            await self._export(services, claims, slot, scope, receive, send)
+        finally:
+            slot.release()
 
     async def _export(
-        self, services: Services, claims: Claims, scope: Any, receive: Any, send: Any
+        self, services: Services, claims: Claims, slot: Slot, scope: Any, receive: Any, send: Any
     ) -> None:
         settings = services.settings
         op = Operation(
@@ -148,20 +161,28 @@ class ExportEndpoint:
         )
         deadline = time.monotonic() + settings.export_timeout_s
         rest: AsyncGenerator[tuple[bytes, int], None] | None = None
+
+        async def finish() -> None:
+            """Give the connection and the slot back (again: a no-op). The stream calls it
+            before its last message, so a client that starts its next export as soon as this
+            one has arrived finds them free."""
+            if rest is not None:
+                await rest.aclose()
+            await op.end(commit=False)
+            slot.release()
+
         try:
             started = await self._first(op, scope, receive, send)
             if started is None:
                 return
             first, rest = started
             await _until_disconnect(
-                self._stream(first, rest, send, head=scope["method"] == "HEAD"),
+                self._stream(first, rest, send, finish, head=scope["method"] == "HEAD"),
                 receive,
                 deadline,
             )
         finally:
-            if rest is not None:
-                await rest.aclose()
-            await op.end(commit=False)
+            await finish()
 
     async def _first(
         self, op: Operation, scope: Any, receive: Any, send: Any
@@ -196,7 +217,13 @@ class ExportEndpoint:
         return None
 
     async def _stream(
-        self, first: bytes, rest: AsyncIterator[tuple[bytes, int]], send: Any, *, head: bool
+        self,
+        first: bytes,
+        rest: AsyncIterator[tuple[bytes, int]],
+        send: Any,
+        finish: Callable[[], Awaitable[None]],
+        *,
+        head: bool,
     ) -> None:
         name = f"labs.{self.fmt}"
         headers = [
@@ -206,12 +233,11 @@ class ExportEndpoint:
             (b"cache-control", b"no-store"),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if head:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for chunk, _ in rest:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not head:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk, _ in rest:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await finish()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
