@@ -47,6 +47,8 @@ CSV_HEADER = (
 NEWLINE = "\r\n"  # RFC 4180, and the csv module's default
 
 BATCH_ROWS = 2000  # rows per FETCH: about 0.5 MB of text for ordinary labs
+# Both formats' rows are one text column: the driver caches `fetch N from labs_export` as a
+# prepared statement with that shape, so a cursor of this name must never return another.
 CURSOR = "labs_export"
 
 # as scriptlabs.graphql.scalars.serialize_datetime writes a timestamptz read by asyncpg (UTC)
