@@ -166,6 +166,18 @@ async def test_an_export_holds_only_the_callers_labs(api: Api) -> None:
     assert [item["title"] for item in items] == ["Theirs"] * 3
 
 
+async def test_head_sends_the_headers_alone_and_other_methods_are_405(api: Api) -> None:
+    user = await api.sign_up()
+    await create_labs(api, user, TRICKY[:1])
+    head = await api.client.head(export_url("json"), headers=auth(user))
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == "application/json"
+    post = await api.client.post(export_url("csv"), headers=auth(user), content=b"x" * 10_000)
+    assert post.status_code == 405
+    assert post.headers["allow"] == "GET"
+    assert post.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
 # -- who may export
 
 

@@ -38,7 +38,8 @@ from scriptlabs.db.operation import Operation, PoolBusy, SessionEnded
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.context import Services
 from scriptlabs.http.client import claims_of
-from scriptlabs.http.graphql import DATABASE_GONE, error_body
+from scriptlabs.http.graphql import DATABASE_GONE, _gone, error_body
+from scriptlabs.http.graphql import _fault as graphql_fault
 from scriptlabs.labs.export import MEDIA_TYPES, Format, export_chunks, open_cursor
 
 log = logging.getLogger("scriptlabs.export")
@@ -96,6 +97,12 @@ def _error(
     status: int, code: Code, message: str, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(error_body(code, message), status, headers, media_type=JSON)
+
+
+def _fault() -> Response:
+    """A fault of ours before the first byte: logged with a request id, answered as GraphQL
+    answers one (500, the contract's JSON shape)."""
+    return graphql_fault(JSON)
 
 
 class ExportEndpoint:
@@ -206,11 +213,19 @@ class ExportEndpoint:
             )
         except AppError as exc:  # the deadline
             response = _error(503, exc.extensions["code"], exc.message)
-        except (*DATABASE_GONE, asyncpg.InterfaceError):
-            log.exception("export: database unavailable")
-            response = _error(
-                503, Code.INTERNAL_SERVER_ERROR, "The database is unavailable", {"Retry-After": "5"}
-            )
+        except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
+            if not _gone(exc):
+                response = _fault()
+            else:
+                log.exception("export: database unavailable")
+                response = _error(
+                    503,
+                    Code.INTERNAL_SERVER_ERROR,
+                    "The database is unavailable",
+                    {"Retry-After": "5"},
+                )
+        except Exception:
+            response = _fault()
         else:
             return first, chunks
         await response(scope, receive, send)
