@@ -81,6 +81,28 @@ def parse_csv(body: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
 
 
+# -- settings
+
+
+def test_export_settings_default_to_a_share_of_the_pool() -> None:
+    from scriptlabs.config import Settings, SettingsError
+
+    default = Settings.from_env({})
+    assert (default.export_timeout_s, default.export_max_per_user) == (300, 1)
+    assert default.exports_at_once == 2  # a quarter of DB_POOL_MAX 10
+    assert Settings.from_env({"DB_POOL_MAX": "2"}).exports_at_once == 1
+    chosen = Settings.from_env(
+        {"EXPORT_TIMEOUT_S": "60", "EXPORT_MAX_CONCURRENT": "3", "EXPORT_MAX_PER_USER": "2"}
+    )
+    assert (chosen.export_timeout_s, chosen.exports_at_once, chosen.export_max_per_user) == (
+        60,
+        3,
+        2,
+    )
+    with pytest.raises(SettingsError, match="EXPORT_TIMEOUT_S"):
+        Settings.from_env({"EXPORT_TIMEOUT_S": "0"})
+
+
 # -- the format
 
 
