@@ -391,9 +391,11 @@ def real_server(database: Database, **env: str) -> Iterator[Server]:
 
 
 async def add_fat_labs(admin: asyncpg.Connection, user: User, count: int) -> None:
+    # a title and author without words: the search index has nothing to add, so 100,000 rows
+    # go in twice as fast
     await admin.execute(
         "insert into public.labs (user_id, title, author, cover_url, created_at)"
-        " select $1::uuid, 'Exported lab', 'Author', $2, now() - make_interval(secs => $3 - g)"
+        " select $1::uuid, '§', '§', $2, now() - make_interval(secs => $3 - g)"
         " from generate_series(1, $3) g",
         user.id,
         COVER,
