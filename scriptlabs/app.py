@@ -25,6 +25,7 @@ from scriptlabs.graphql.execution import Runner
 from scriptlabs.graphql.resolvers import auth as auth_resolvers
 from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.schema import build_schema
+from scriptlabs.http.export import ExportEndpoint
 from scriptlabs.http.graphql import GraphQLEndpoint
 from scriptlabs.ops import health
 
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", endpoint),  # any method: others get the JSON 405
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
+        Route("/export/labs.csv", ExportEndpoint("csv")),
+        Route("/export/labs.json", ExportEndpoint("json")),
         Mount(ASSETS_URL_PATH, StaticFiles(directory=GRAPHIQL_ASSETS_DIR, check_dir=False)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

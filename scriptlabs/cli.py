@@ -1,4 +1,4 @@
-"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted."""
+"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export."""
 
 from __future__ import annotations
 
@@ -233,6 +233,23 @@ def cmd_persisted(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.export import UnknownUser, export_user_labs
+
+    progress = sys.stderr if sys.stderr.isatty() else None
+    with database(settings) as settings:
+        try:
+            asyncio.run(
+                export_user_labs(settings, args.user, args.format, sys.stdout.buffer, progress)
+            )
+        except UnknownUser:
+            raise CommandError(f"no user has the email {args.user!r}") from None
+        except BrokenPipeError:  # the reader stopped (`| head`): no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -284,6 +301,11 @@ def parser() -> argparse.ArgumentParser:
     remove = persisted_sub.add_parser("remove", help="unregister documents by hash")
     remove.add_argument("hashes", nargs="+", metavar="HASH")
     remove.set_defaults(run=cmd_persisted)
+
+    export = sub.add_parser("export", help="write a user's labs to standard output")
+    export.add_argument("--user", required=True, metavar="EMAIL")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.set_defaults(run=cmd_export)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"

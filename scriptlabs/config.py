@@ -133,6 +133,12 @@ class Settings:
     rate_limit_reset_ip: int = 5  # password reset requests per client address and hour
     rate_limit_slow_after: int = 3  # sign-in attempts are slowed from this number on
     rate_limit_slow_base_ms: int = 250  # the first delay; it doubles with each attempt
+    # GET /export/labs.csv|json and `scriptlabs export` (scriptlabs.http.export): the whole
+    # export's bound (database time and a slow reader alike), and how many may run at once
+    # per process (0: a quarter of DB_POOL_MAX, at least 1) and per user
+    export_timeout_s: int = 300
+    export_max_concurrent: int = 0
+    export_max_per_user: int = 1
     argon2: Argon2Params = field(default_factory=Argon2Params)
     # persisted queries (scriptlabs.http.persisted): `apq` learns documents from clients into
     # a per-worker store bounded by count and size; `only` runs registered documents alone,
@@ -194,6 +200,9 @@ class Settings:
             rate_limit_reset_ip=_int(env, "RATE_LIMIT_RESET_IP", 5),
             rate_limit_slow_after=_int(env, "RATE_LIMIT_SLOW_AFTER", 3),
             rate_limit_slow_base_ms=_int(env, "RATE_LIMIT_SLOW_BASE_MS", 250),
+            export_timeout_s=_int(env, "EXPORT_TIMEOUT_S", 300, minimum=1),
+            export_max_concurrent=_int(env, "EXPORT_MAX_CONCURRENT", 0),
+            export_max_per_user=_int(env, "EXPORT_MAX_PER_USER", 1, minimum=1),
             argon2=argon2,
             persisted_queries=_persisted_queries(env),
             apq_max_entries=_int(env, "APQ_MAX_ENTRIES", 10_000, minimum=1),
@@ -205,6 +214,11 @@ class Settings:
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return settings
+
+    @property
+    def exports_at_once(self) -> int:
+        """How many exports one process runs at once: a share of the pool, never all of it."""
+        return self.export_max_concurrent or max(1, self.db_pool_max // 4)
 
     def with_database(self, url: str, admin_url: str | None = None) -> Settings:
         """The same settings pointed at another database (the embedded one)."""

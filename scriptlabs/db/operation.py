@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -69,6 +69,7 @@ LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
 SESSION_ENDED_STATE = "P0401"  # raised by read_statement for a session that has ended
 
 T = TypeVar("T")
+Isolation = Literal["serializable", "repeatable_read", "read_committed", "read_uncommitted"]
 
 
 class Skipped(Exception):
@@ -151,6 +152,8 @@ class Operation:
         user_id: uuid.UUID | None,
         session_id: uuid.UUID | None,
         readonly: bool,
+        isolation: Isolation | None = None,
+        timeout_ms: int | None = None,
     ) -> None:
         self.pool = pool
         self.role = role
@@ -158,7 +161,11 @@ class Operation:
         self.user_id = user_id
         self.session_id = session_id
         self.readonly = readonly
-        self._budget = pool.statement_timeout_ms / 1000 if pool.statement_timeout_ms else None
+        self.isolation = isolation  # asyncpg's name, e.g. "repeatable_read"; None: the default
+        # the operation's whole database time: STATEMENT_TIMEOUT_MS unless given (an export
+        # has a bound of its own, EXPORT_TIMEOUT_S)
+        self.timeout_ms = pool.statement_timeout_ms if timeout_ms is None else timeout_ms
+        self._budget = self.timeout_ms / 1000 if self.timeout_ms else None
         self._deadline: float | None = None
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
         self._tx: Transaction | None = None
@@ -184,9 +191,9 @@ class Operation:
         conn = await self.pool.take()
         self._start_clock()
         try:
-            tx = conn.transaction(readonly=self.readonly)
+            tx = conn.transaction(readonly=self.readonly, isolation=self.isolation)
             await tx.start()
-            timeout = str(self.pool.statement_timeout_ms)
+            timeout = str(self.timeout_ms)
             if self.session_id is not None:
                 live = await conn.fetchval(
                     SET_REQUEST_IN_SESSION,
