@@ -124,6 +124,14 @@ class Settings:
     rate_limit_slow_after: int = 3  # sign-in attempts are slowed from this number on
     rate_limit_slow_base_ms: int = 250  # the first delay; it doubles with each attempt
     argon2: Argon2Params = field(default_factory=Argon2Params)
+    # labEvents (scriptlabs.realtime, http/websocket.py): LISTEN needs a direct connection
+    # (not a transaction-mode PgBouncer): DATABASE_LISTEN_URL, default DATABASE_URL
+    database_listen_url: str | None = None
+    ws_init_timeout_seconds: float = 10.0  # connection_init must come within this: else 4408
+    # how often a socket's session is checked (contract: a subscription ends within 30 s)
+    ws_session_check_seconds: float = 15.0
+    ws_max_subscriptions_per_socket: int = 20
+    ws_max_subscriptions_per_user: int = 100  # on one worker
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +185,11 @@ class Settings:
             rate_limit_slow_after=_int(env, "RATE_LIMIT_SLOW_AFTER", 3),
             rate_limit_slow_base_ms=_int(env, "RATE_LIMIT_SLOW_BASE_MS", 250),
             argon2=argon2,
+            database_listen_url=env.get("DATABASE_LISTEN_URL") or None,
+            ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, minimum=1),
+            ws_session_check_seconds=_int(env, "WS_SESSION_CHECK_SECONDS", 15, minimum=1),
+            ws_max_subscriptions_per_socket=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 20),
+            ws_max_subscriptions_per_user=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_USER", 100),
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)
