@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 import orjson
 import pytest
 import uvicorn
@@ -28,9 +29,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from scriptlabs.app import create_app
+from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
-from tests.conftest import Api, Database, User, code, free_port
+from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port
 
 LAB_EVENTS = "subscription { labEvents { type id lab { id title rating } } }"
 CREATE = "mutation($i: CreateLabInput!) { createLab(input: $i) { id } }"
@@ -255,6 +257,25 @@ async def test_signing_out_ends_the_subscription(http: Api, server: Server) -> N
         await subscribe(ws)
         assert (await http.ok("mutation { signOut }", token=user.token))["signOut"] is True
         assert await closed_with(ws) == 4403
+
+
+async def test_the_subscription_ends_when_its_token_expires(http: Api, server: Server) -> None:
+    user = await http.sign_up()
+    claims = jwt.decode(user.token, options={"verify_signature": False})
+    short, exp = mint_access_token(
+        JWT_SECRET,
+        user_id=uuid.UUID(user.id),
+        email=user.email,
+        session_id=uuid.UUID(claims["session_id"]),
+        issuer=claims["iss"],
+        expires_in=2,
+    )
+    async with socket(server.ws, short) as ws:
+        await subscribe(ws)
+        lab_id = await create(http, user, "Before expiry")
+        assert (await event(ws))["id"] == lab_id
+        assert await closed_with(ws, within=10) == 4403
+        assert time.time() >= exp - 0.5  # not before it expired
 
 
 async def test_a_token_of_an_ended_session_is_refused_at_init(http: Api, server: Server) -> None:
