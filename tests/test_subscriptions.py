@@ -184,11 +184,17 @@ async def test_an_import_of_n_labs_is_n_created_events(http: Api, server: Server
 
 async def test_another_users_events_never_arrive(http: Api, server: Server) -> None:
     watcher, other = await http.sign_up(), await http.sign_up()
-    async with socket(server.ws, watcher.token) as ws:
+    async with socket(server.ws, watcher.token) as ws, socket(server.ws, other.token) as theirs_ws:
         await subscribe(ws)
+        await subscribe(theirs_ws)  # both watched on this worker
         theirs = await create(http, other, "Not yours")
         await http.ok(UPDATE, {"id": theirs, "i": {"rating": 1}}, token=other.token)
         await http.ok(DELETE, {"id": theirs}, token=other.token)
+        assert [(await event(theirs_ws))["type"] for _ in range(3)] == [
+            "CREATED",
+            "UPDATED",
+            "DELETED",
+        ]
         mine = await create(http, watcher, "Mine")
         assert (await event(ws))["id"] == mine  # the first event is the watcher's own
 

@@ -33,6 +33,9 @@ log = logging.getLogger("scriptlabs.realtime")
 CHANNEL = "scriptlabs_lab_events"
 LISTENER_NAME = "scriptlabs lab events"  # application_name of the LISTEN connection
 QUEUE_SIZE = 256  # events held for one subscriber that has not taken them yet
+# a terminated backend or a restart closes the socket, which the driver sees at once; a probe
+# this often also finds a connection that went silent (a network partition)
+PROBE_SECONDS = 10.0
 EVENT_TYPES = {"C": "CREATED", "U": "UPDATED", "D": "DELETED"}
 
 
@@ -179,9 +182,9 @@ class Listener:
             raise
         self._conn = conn
         self._listening.set()
-        # a terminated backend is noticed by the driver only when it reads: a cheap probe
-        # keeps reading, so a loss is seen within the probe's interval
-        asyncio.get_running_loop().call_later(1.0, self._probe, conn)
+        # the driver reads all the time (notifications), so a closed socket is seen at once;
+        # the probe finds a connection that went silent
+        asyncio.get_running_loop().call_later(PROBE_SECONDS, self._probe, conn)
 
     def _probe(self, conn: asyncpg.Connection) -> None:
         if conn is not self._conn or conn.is_closed():
@@ -199,7 +202,7 @@ class Listener:
                 self._lost.set()
             return
         if conn is self._conn:
-            asyncio.get_running_loop().call_later(1.0, self._probe, conn)
+            asyncio.get_running_loop().call_later(PROBE_SECONDS, self._probe, conn)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
