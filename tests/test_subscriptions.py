@@ -24,6 +24,7 @@ import jwt
 import orjson
 import pytest
 import uvicorn
+from graphql import get_introspection_query
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -309,6 +310,7 @@ async def send_raw(ws: ClientConnection, message: Any) -> None:
         ([{"type": "connection_init"}, {"type": "connection_init"}], 4429),
         ([{"type": "connection_init"}, {"type": "teleport"}], 4400),
         ([{"type": "connection_init"}, {"type": "subscribe", "id": "1"}], 4400),
+        ([{"type": "connection_init", "payload": {"x": "y" * (1024 * 1024)}}], 4400),
     ],
 )
 async def test_protocol_faults_close_the_socket(
@@ -391,16 +393,42 @@ def test_a_subscriber_that_does_not_keep_up_is_dropped_not_grown() -> None:
     assert overflowed == [True]  # told once
 
 
-async def test_the_introspection_query_shows_the_subscription_type(http: Api) -> None:
-    data = await http.ok(
-        "{ __schema { subscriptionType { name fields { name type { kind ofType { name } } } } } }"
-    )
-    assert data["__schema"]["subscriptionType"] == {
-        "name": "Subscription",
-        "fields": [
-            {"name": "labEvents", "type": {"kind": "NON_NULL", "ofType": {"name": "LabEvent"}}}
-        ],
-    }
+async def test_the_standard_introspection_query_shows_the_subscription_type(http: Api) -> None:
+    data = await http.ok(get_introspection_query(descriptions=True))
+    schema = data["__schema"]
+    assert schema["subscriptionType"]["name"] == "Subscription"
+    types = {t["name"]: t for t in schema["types"]}
+    fields = types["Subscription"]["fields"]
+    assert [(f["name"], f["type"]["kind"], f["type"]["ofType"]["name"]) for f in fields] == [
+        ("labEvents", "NON_NULL", "LabEvent")
+    ]
+    assert [v["name"] for v in types["LabEventType"]["enumValues"]] == [
+        "CREATED",
+        "UPDATED",
+        "DELETED",
+    ]
+
+
+async def test_many_sockets_at_once_all_get_the_event_and_others_are_served(
+    http: Api, server: Server
+) -> None:
+    user, bystander = await http.sign_up(), await http.sign_up()
+    count = 60
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def one() -> ClientConnection:
+            ws = await stack.enter_async_context(socket(server.ws, user.token))
+            await subscribe(ws)
+            return ws
+
+        sockets, me = await asyncio.gather(
+            asyncio.gather(*(one() for _ in range(count))),
+            http.ok("{ me { id } }", token=bystander.token),
+        )
+        assert me["me"]["id"] == bystander.id
+        lab_id = await create(http, user, "For all of them")
+        got = await asyncio.gather(*(event(ws) for ws in sockets))
+        assert {e["id"] for e in got} == {lab_id} and len(got) == count
 
 
 # -- the database going away, shut-down
