@@ -183,6 +183,19 @@ async def test_an_import_of_n_labs_is_n_created_events(http: Api, server: Server
         await barrier(ws)  # and nothing more
 
 
+async def test_an_import_of_the_most_labs_at_once_reaches_a_subscriber_whole(
+    http: Api, server: Server
+) -> None:
+    user = await http.sign_up()
+    labs = [{"title": f"Bulk {k}", "author": "C"} for k in range(1000)]  # IMPORT_MAX
+    async with socket(server.ws, user.token) as ws:
+        await subscribe(ws, query="subscription { labEvents { id } }")
+        data = await http.ok(IMPORT, {"l": labs}, token=user.token)
+        got = {(await event(ws))["id"] for _ in range(1000)}
+        assert got == set(data["importLabs"]["ids"])
+        await barrier(ws)  # still open
+
+
 async def test_another_users_events_never_arrive(http: Api, server: Server) -> None:
     watcher, other = await http.sign_up(), await http.sign_up()
     async with socket(server.ws, watcher.token) as ws, socket(server.ws, other.token) as theirs_ws:

@@ -16,8 +16,8 @@ One `GraphQLSocket` per connection:
   type, or over the request body limit), 4401 (subscribe before the acknowledgement), 4409
   (a subscription id already in use), 4429 (a second connection_init).
 - Each subscription has a bounded inbox (realtime/listener.py) and one task that answers its
-  events in order. A client that does not read (its inbox fills up) is closed with 1013 (try
-  again later); the others never wait for it.
+  events in order. A client that does not read (its inbox of 4,096 events fills up) is
+  closed with 1013 (try again later); the others never wait for it.
 - Limits: WS_MAX_SUBSCRIPTIONS_PER_SOCKET, and WS_MAX_SUBSCRIPTIONS_PER_USER on one worker;
   beyond them `subscribe` answers `error` with FORBIDDEN.
 - Token lifetime: the socket closes with 4403 when the token expires, and when its session
@@ -147,6 +147,9 @@ class GraphQLSocket:
             pass
         except TimeoutError:
             self._close = Close(INIT_TIMEOUT, "Connection initialisation timeout")
+        except Exception:
+            log.exception("a WebSocket message failed")
+            self._close = Close(INTERNAL, "Internal server error")
 
     async def _receive(self) -> dict[str, Any]:
         message = await self.ws.receive()

@@ -32,7 +32,11 @@ log = logging.getLogger("scriptlabs.realtime")
 
 CHANNEL = "scriptlabs_lab_events"
 LISTENER_NAME = "scriptlabs lab events"  # application_name of the LISTEN connection
-QUEUE_SIZE = 256  # events held for one subscriber that has not taken them yet
+# events held for one subscriber that has not taken them yet: more than one importLabs
+# (IMPORT_MAX, 1,000) announces at once, since its notifications arrive in one burst. A note is
+# made once per notification and shared by every subscriber's inbox, so a full inbox holds
+# 4,096 references (32 KiB), not 4,096 events.
+QUEUE_SIZE = 4096
 # a terminated backend or a restart closes the socket, which the driver sees at once; a probe
 # this often also finds a connection that went silent (a network partition)
 PROBE_SECONDS = 10.0
