@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,8 @@ from websockets.exceptions import ConnectionClosed
 from scriptlabs.app import create_app
 from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings
+from scriptlabs.db.embedded import EmbeddedPostgres
+from scriptlabs.db.migrate import migrate
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
 from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port
 
@@ -467,6 +470,44 @@ async def test_the_listener_listens_again_after_its_connection_is_killed(
             await asyncio.sleep(0.05)
         lab_id = await create(http, user, "After the outage")
         assert (await event(ws))["id"] == lab_id  # the same subscription, resumed
+
+
+async def test_subscriptions_resume_after_the_database_restarts(
+    ws_settings: Settings, tmp_path: Path
+) -> None:
+    cluster = EmbeddedPostgres(tmp_path / "pg", fast=True)
+    await asyncio.to_thread(cluster.__enter__)
+    try:
+        await migrate(cluster.admin_dsn())
+        own = replace(
+            ws_settings, database_url=cluster.dsn(), database_admin_url=cluster.admin_dsn()
+        )
+        async with running(own) as s, httpx.AsyncClient(base_url=s.http) as c:
+            api = Api(c)
+            user = await api.sign_up()
+            async with socket(s.ws, user.token) as ws:
+                await subscribe(ws)
+                await asyncio.to_thread(cluster.stop)
+                await asyncio.to_thread(cluster.start)
+                listener = s.app.state.listener
+                deadline = time.monotonic() + 20
+                while not (listener.reconnects >= 1 and listener.listening):
+                    assert time.monotonic() < deadline, "the listener did not come back"
+                    await asyncio.sleep(0.05)
+                # the pool's connections died with the server: a request may fail meanwhile
+                while True:
+                    response = await api.post(
+                        CREATE, {"i": {"title": "Back", "author": "A"}}, token=user.token
+                    )
+                    result = response.json()
+                    if response.status_code == 200 and "errors" not in result:
+                        break
+                    assert time.monotonic() < deadline, result
+                    await asyncio.sleep(0.1)
+                lab_id = result["data"]["createLab"]["id"]
+                assert (await event(ws))["id"] == lab_id  # the same socket and subscription
+    finally:
+        await asyncio.to_thread(cluster.__exit__, None, None, None)
 
 
 async def test_shutting_down_closes_every_subscription_socket(
