@@ -510,6 +510,19 @@ async def test_subscriptions_resume_after_the_database_restarts(
         await asyncio.to_thread(cluster.__exit__, None, None, None)
 
 
+async def test_the_apps_own_shutdown_closes_its_sockets_with_1001(
+    http: Api, server: Server
+) -> None:
+    # what the lifespan's exit does for sockets the server has not closed itself
+    user = await http.sign_up()
+    async with socket(server.ws, user.token) as ws:
+        await subscribe(ws)
+        sockets = server.app.state.sockets
+        assert len(sockets.sockets) >= 1
+        await sockets.close_all()
+        assert await closed_with(ws) == 1001
+
+
 async def test_shutting_down_closes_every_subscription_socket(
     ws_settings: Settings, api: Api
 ) -> None:
