@@ -173,6 +173,40 @@ async def test_own_creates_updates_and_deletes_arrive_in_order(http: Api, server
         assert await event(ws) == {"type": "DELETED", "id": lab_id, "lab": None}
 
 
+ALL_FIELDS = (
+    "id title author category publicationYear isbn rating readingStatus notes coverUrl"
+    " createdAt updatedAt"
+)
+
+
+async def test_an_events_lab_is_answered_as_the_lab_query_answers_it(
+    http: Api, server: Server
+) -> None:
+    user = await http.sign_up()
+    full = {
+        "title": "Full",
+        "author": "Every Field",
+        "category": "Tests",
+        "publicationYear": 1999,
+        "isbn": "978-0-306-40615-7",
+        "rating": 3,
+        "readingStatus": "READING",
+        "notes": "n\u00f6tes",
+        "coverUrl": "https://example.com/c.png",
+    }
+    async with socket(server.ws, user.token) as ws:
+        await subscribe(ws, query=f"subscription {{ labEvents {{ lab {{ {ALL_FIELDS} }} }} }}")
+        lab_id = (await http.ok(CREATE, {"i": full}, token=user.token))["createLab"]["id"]
+        got = await event(ws)
+        read = await http.ok(
+            f"query($id: UUID!) {{ lab(id: $id) {{ {ALL_FIELDS} }} }}",
+            {"id": lab_id},
+            token=user.token,
+        )
+        assert got["lab"] == read["lab"]
+        assert got["lab"]["isbn"] == "9780306406157"
+
+
 async def test_an_import_of_n_labs_is_n_created_events(http: Api, server: Server) -> None:
     user = await http.sign_up()
     labs = [{"title": f"Imported {k}", "author": "B"} for k in range(5)]
