@@ -137,7 +137,12 @@ class GraphQLSocket:
 
     async def _read(self) -> None:
         try:
-            first = await asyncio.wait_for(self._receive(), self.settings.ws_init_timeout_seconds)
+            try:
+                first = await asyncio.wait_for(
+                    self._receive(), self.settings.ws_init_timeout_seconds
+                )
+            except TimeoutError:
+                raise Close(INIT_TIMEOUT, "Connection initialisation timeout") from None
             await self._init(first)
             while True:
                 await self._handle(await self._receive())
@@ -145,8 +150,6 @@ class GraphQLSocket:
             self._close = close
         except (WebSocketDisconnect, _Disconnected):
             pass
-        except TimeoutError:
-            self._close = Close(INIT_TIMEOUT, "Connection initialisation timeout")
         except Exception:
             log.exception("a WebSocket message failed")
             self._close = Close(INTERNAL, "Internal server error")
@@ -265,7 +268,7 @@ class GraphQLSocket:
             if sub is not None:
                 self._stop(sub)
         else:
-            raise Close(BAD_MESSAGE, f"Unknown message type {kind[:40]!r}")
+            raise Close(BAD_MESSAGE, "Unknown message type")
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         sub_id, payload = message.get("id"), message.get("payload")
@@ -279,7 +282,8 @@ class GraphQLSocket:
         if name is not None and not isinstance(name, str):
             raise Close(BAD_MESSAGE, "operationName must be a string")
         if sub_id in self.subscriptions:
-            raise Close(SUBSCRIBER_EXISTS, f"Subscriber for {sub_id[:40]} already exists")
+            # (the id stays out of the reason: a close reason holds at most 123 bytes)
+            raise Close(SUBSCRIBER_EXISTS, "Subscriber for this id already exists")
         claims = self.claims
         assert claims is not None
         settings = self.settings
@@ -347,15 +351,19 @@ class GraphQLSocket:
     async def _watch_token(self, claims: Claims) -> None:
         """Close with 4403 at the token's expiry, or once its session has ended."""
         interval = self.settings.ws_session_check_seconds
-        while True:
-            left = claims.exp - time.time()
-            if left <= 0:
-                await self.close(FORBIDDEN, "Token expired")
-                return
-            await asyncio.sleep(min(interval, left))
-            if claims.exp - time.time() > 0 and not await self._session_live(claims):
-                await self.close(FORBIDDEN, "Session ended")
-                return
+        try:
+            while True:
+                left = claims.exp - time.time()
+                if left <= 0:
+                    await self.close(FORBIDDEN, "Token expired")
+                    return
+                await asyncio.sleep(min(interval, left))
+                if claims.exp - time.time() > 0 and not await self._session_live(claims):
+                    await self.close(FORBIDDEN, "Session ended")
+                    return
+        except Exception:
+            log.exception("the token watch of a socket failed")
+            await self.close(INTERNAL, "Internal server error")
 
 
 class _Disconnected(Exception):
