@@ -482,6 +482,32 @@ async def test_many_sockets_at_once_all_get_the_event_and_others_are_served(
         assert {e["id"] for e in got} == {lab_id} and len(got) == count
 
 
+async def test_graphiql_sends_subscriptions_over_the_websocket(http: Api) -> None:
+    page = await http.client.get("/graphql", headers={"accept": "text/html"})
+    assert "subscriptionUrl: socket.href" in page.text
+    assert "subscription LabEvents" in page.text
+    # the bundled GraphiQL carries the graphql-ws client (graphql-transport-ws) it then uses,
+    # with the Headers tab as the connection_init payload
+    script = await http.client.get("/graphiql/graphiql.min.js")
+    assert script.status_code == 200
+    assert "graphql-transport-ws" in script.text
+
+
+async def test_subscriptions_per_user_are_capped_across_sockets(
+    ws_settings: Settings, api: Api
+) -> None:
+    user = await api.sign_up()
+    capped = replace(ws_settings, ws_max_subscriptions_per_user=4)
+    async with running(capped) as s, socket(s.ws, user.token) as a, socket(s.ws, user.token) as b:
+        for k in range(3):
+            await subscribe(a, f"a{k}")
+        await subscribe(b, "b0")
+        await send_raw(b, {"id": "b1", "type": "subscribe", "payload": {"query": LAB_EVENTS}})
+        refused = await receive(b)
+        assert (refused["id"], refused["type"]) == ("b1", "error")
+        assert refused["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
 # -- the database going away, shut-down
 
 
