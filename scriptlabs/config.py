@@ -128,7 +128,8 @@ class Settings:
     # (not a transaction-mode PgBouncer): DATABASE_LISTEN_URL, default DATABASE_URL
     database_listen_url: str | None = None
     ws_init_timeout_seconds: float = 10.0  # connection_init must come within this: else 4408
-    # how often a socket's session is checked (contract: a subscription ends within 30 s)
+    # how often a socket's session is checked; a check is shared by the sockets of a session
+    # for half of it, so an end is seen within 1.5 of it (contract: within 30 s)
     ws_session_check_seconds: float = 15.0
     ws_max_subscriptions_per_socket: int = 20
     ws_max_subscriptions_per_user: int = 100  # on one worker
@@ -194,6 +195,9 @@ class Settings:
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)
             raise SettingsError("RATE_LIMIT_SIGNIN_WINDOW must be at most 86400 seconds")
+        if settings.ws_session_check_seconds > 20:
+            # an ended session must end its subscriptions within 30 s (contract)
+            raise SettingsError("WS_SESSION_CHECK_SECONDS must be at most 20")
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return settings

@@ -21,7 +21,8 @@ One `GraphQLSocket` per connection:
 - Limits: WS_MAX_SUBSCRIPTIONS_PER_SOCKET, and WS_MAX_SUBSCRIPTIONS_PER_USER on one worker;
   beyond them `subscribe` answers `error` with FORBIDDEN.
 - Token lifetime: the socket closes with 4403 when the token expires, and when its session
-  has ended, checked every WS_SESSION_CHECK_SECONDS (and at every event whose lab is read).
+  has ended, checked every WS_SESSION_CHECK_SECONDS (sockets of one session share a check
+  for half that time) and at every event whose lab is read.
 - Shut-down: every open socket is closed with 1001 (going away) when the app stops; uvicorn
   closes the ones it still holds with 1012 on SIGTERM before that.
 """
@@ -32,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -64,6 +66,9 @@ GOING_AWAY = 1001
 INTERNAL = 1011
 TRY_AGAIN_LATER = 1013
 
+# the live-session check alone, as the login role (the function of every request's set-up)
+SESSION_IS_LIVE = "select scriptlabs_private.session_is_live($1, $2)"
+
 DATABASE_FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, PoolBusy)
 
 
@@ -83,6 +88,8 @@ class GraphQLWebSockets:
         self.services = services
         self.listener = listener
         self.sockets: set[GraphQLSocket] = set()
+        self._sessions: dict[uuid.UUID, tuple[float, bool]] = {}  # checked at, live
+        self._reuse = services.settings.ws_session_check_seconds / 2
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         socket = GraphQLSocket(self, WebSocket(scope, receive, send))
@@ -91,6 +98,22 @@ class GraphQLWebSockets:
             await socket.run()
         finally:
             self.sockets.discard(socket)
+
+    async def session_live(self, user_id: uuid.UUID, session_id: uuid.UUID, *, fresh: bool) -> bool:
+        """Whether a session is live: one statement on a pooled connection (taking its turn
+        like any request). The periodic checks of the sockets of one session share an answer
+        for half the check interval (a session's end is still seen within 1.5 intervals);
+        `fresh` (connection_init) always asks."""
+        now = time.monotonic()
+        kept = self._sessions.get(session_id)
+        if not fresh and kept is not None and now - kept[0] < self._reuse:
+            return kept[1]
+        async with self.services.pool.connection() as conn:
+            live = bool(await conn.fetchval(SESSION_IS_LIVE, user_id, session_id, timeout=5))
+        if len(self._sessions) > 10_000:  # forget old answers rather than grow
+            self._sessions = {k: v for k, v in self._sessions.items() if now - v[0] < self._reuse}
+        self._sessions[session_id] = (now, live)
+        return live
 
     async def close_all(self, code: int = GOING_AWAY, reason: str = "Server shutting down") -> None:
         """Close every open socket (app shut-down)."""
@@ -235,20 +258,16 @@ class GraphQLSocket:
     async def _session_live(self, claims: Claims) -> bool:
         """Whether the token's session is live (True for a token without one). A database
         that does not answer at init closes the socket (1011); later checks keep it."""
-        if claims.session_id is None:
+        if claims.session_id is None or claims.sub is None:
             return True
-        op = self.endpoint.services.operation(claims, readonly=True)
         try:
-            await op.begin()
-        except SessionEnded:
-            return False
+            return await self.endpoint.session_live(
+                claims.sub, claims.session_id, fresh=self.claims is None
+            )
         except DATABASE_FAULTS as exc:
             if self.claims is None:
                 raise Close(INTERNAL, "The database is unavailable") from exc
             return True
-        finally:
-            await op.end(commit=False)
-        return True
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
