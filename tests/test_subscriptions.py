@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 
 from scriptlabs.app import create_app
 from scriptlabs.auth.tokens import mint_access_token
-from scriptlabs.config import Settings
+from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
@@ -432,6 +432,16 @@ async def test_a_flood_of_subscribes_is_capped_and_others_are_still_served(
         lab_id = await create(http, user, "Three of them")
         got = {(await receive(ws))["id"] for _ in range(3)}
         assert got == {"s1", "s2", "again"}, lab_id
+
+
+def test_the_session_check_interval_keeps_within_the_contracts_30_seconds() -> None:
+    env = {"DATABASE_URL": "postgresql://x/y", "JWT_SECRET": JWT_SECRET}
+    assert Settings.from_env(env).ws_session_check_seconds == 15
+    assert (
+        Settings.from_env({**env, "WS_SESSION_CHECK_SECONDS": "20"}).ws_session_check_seconds == 20
+    )
+    with pytest.raises(SettingsError, match="WS_SESSION_CHECK_SECONDS"):
+        Settings.from_env({**env, "WS_SESSION_CHECK_SECONDS": "21"})
 
 
 def test_a_subscriber_that_does_not_keep_up_is_dropped_not_grown() -> None:
