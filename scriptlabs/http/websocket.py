@@ -23,6 +23,9 @@ One `GraphQLSocket` per connection:
 - Token lifetime: the socket closes with 4403 when the token expires, and when its session
   has ended, checked every WS_SESSION_CHECK_SECONDS (sockets of one session share a check
   for half that time) and at every event whose lab is read.
+- The database going away: when the worker's LISTEN connection is lost, every socket with
+  subscriptions is closed with 1013 (try again later), since events committed meanwhile are
+  never delivered; a subscribe waits up to 5 s for the listener to be back, else `error`.
 - Shut-down: every open socket is closed with 1001 (going away) when the app stops; uvicorn
   closes the ones it still holds with 1012 on SIGTERM before that.
 """
@@ -66,6 +69,8 @@ GOING_AWAY = 1001
 INTERNAL = 1011
 TRY_AGAIN_LATER = 1013
 
+LISTEN_WAIT_SECONDS = 5.0  # a subscribe waits this long for the listener to be back
+
 # the live-session check alone, as the login role (the function of every request's set-up)
 SESSION_IS_LIVE = "select scriptlabs_private.session_is_live($1, $2)"
 
@@ -90,6 +95,14 @@ class GraphQLWebSockets:
         self.sockets: set[GraphQLSocket] = set()
         self._sessions: dict[uuid.UUID, tuple[float, bool]] = {}  # checked at, live
         self._reuse = services.settings.ws_session_check_seconds / 2
+        listener.on_lost = self._events_interrupted
+
+    def _events_interrupted(self) -> None:
+        """The LISTEN connection was lost: events may be missed, so no subscription goes on
+        as if none were (the clients subscribe again, and re-read what they show)."""
+        for socket in list(self.sockets):
+            if socket.subscriptions:
+                socket.close_soon(TRY_AGAIN_LATER, "Events were interrupted: subscribe again")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         socket = GraphQLSocket(self, WebSocket(scope, receive, send))
@@ -196,6 +209,9 @@ class GraphQLSocket:
 
     async def close(self, code: int, reason: str) -> None:
         """Close the socket from another task (shut-down, expiry, a full inbox)."""
+        self.close_soon(code, reason)
+
+    def close_soon(self, code: int, reason: str) -> None:
         if self._close is None:
             self._close = Close(code, reason)
         self._closed.set()
@@ -312,6 +328,10 @@ class GraphQLSocket:
             or listener.count(claims.sub) >= settings.ws_max_subscriptions_per_user
         ):
             await self._error(sub_id, Code.FORBIDDEN, "Too many subscriptions")
+            return
+        if not await listener.wait_listening(LISTEN_WAIT_SECONDS):
+            # accepted now, it would miss events until the listener is back
+            await self._error(sub_id, Code.INTERNAL_SERVER_ERROR, "Events are unavailable")
             return
         accepted = await self.endpoint.runner.subscribe(
             Request(

@@ -7,9 +7,11 @@ payloads carry ids only, and hands each event to the queues of that user's subsc
 worker: a dictionary look-up by user id, whatever the number of subscribers.
 
 When the connection is lost (the database restarted, the backend was terminated), the
-listener connects again with a growing back-off (0.1 s doubling to 5 s); subscriptions stay
-open and resume receiving once it is back. Events committed while it was away are not
-delivered (NOTIFY keeps nothing for an absent listener); `reconnects` counts the gaps.
+listener connects again with a growing back-off (0.1 s doubling to 5 s). Events committed
+while it was away are never delivered (NOTIFY keeps nothing for an absent listener), so a
+subscription cannot silently go on across the gap: `on_lost` is called at once, and the
+WebSocket side closes every socket holding subscriptions (1013, try again later) so clients
+subscribe again and re-read. `reconnects` counts the gaps.
 
 A subscriber's queue is bounded: a client that does not read its socket cannot make the
 worker hold more than `QUEUE_SIZE` events for it. When the queue is full the subscriber is
@@ -90,6 +92,7 @@ class Listener:
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
+        self.on_lost: Callable[[], None] | None = None  # called when events may be missed
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = {}
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -142,6 +145,12 @@ class Listener:
     def listening(self) -> bool:
         return self._listening.is_set()
 
+    async def wait_listening(self, seconds: float) -> bool:
+        """Whether the listener is (or gets back within `seconds`) listening."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), seconds)
+        return self.listening
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -168,6 +177,8 @@ class Listener:
             await self._lost.wait()
             self._listening.clear()
             log.warning("lab events: the LISTEN connection was lost")
+            if self.on_lost is not None:
+                self.on_lost()
             await self._close()
 
     async def _connect(self) -> None:
