@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from scriptlabs.auth.mailer import MailSender
@@ -27,7 +27,9 @@ from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.schema import build_schema
 from scriptlabs.http.export import ExportEndpoint
 from scriptlabs.http.graphql import GraphQLEndpoint
+from scriptlabs.http.websocket import GraphQLWebSockets
 from scriptlabs.ops import health
+from scriptlabs.realtime.listener import Listener
 
 log = logging.getLogger("scriptlabs")
 
@@ -79,16 +81,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the outbox's sender, and the token clean-up: it takes turns at the pool like any request
         mail = MailSender(services.pool, settings)
         mail.start()
+        # labEvents: this worker's LISTEN connection, and its WebSocket endpoint
+        listener = Listener(settings.database_listen_url or settings.database_url)
+        await listener.start()
+        sockets = GraphQLWebSockets(runner, services, listener)
+        app.state.listener, app.state.sockets = listener, sockets
+        websocket.bind(sockets)
         _settle_memory()
         try:
             yield
         finally:
+            await sockets.close_all()  # every open subscription gets its close frame
+            await listener.stop()
             await mail.stop()
             await pool.close()
 
     endpoint = _LateEndpoint()
+    websocket = _LateSockets()
     routes = [
         Route("/graphql", endpoint),  # any method: others get the JSON 405
+        WebSocketRoute("/graphql", websocket),  # graphql-transport-ws: subscriptions
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/export/labs.csv", ExportEndpoint("csv")),
@@ -121,3 +133,18 @@ class _LateEndpoint:
         if self._endpoint is None:
             raise RuntimeError("the app has not started")
         await self._endpoint(scope, receive, send)
+
+
+class _LateSockets:
+    """The WebSocket endpoint, bound once the lifespan has made the services."""
+
+    def __init__(self) -> None:
+        self._sockets: GraphQLWebSockets | None = None
+
+    def bind(self, sockets: GraphQLWebSockets) -> None:
+        self._sockets = sockets
+
+    async def __call__(self, scope: object, receive: object, send: object) -> None:
+        if self._sockets is None:
+            raise RuntimeError("the app has not started")
+        await self._sockets(scope, receive, send)

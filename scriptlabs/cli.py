@@ -78,6 +78,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "proxy_headers": False,  # client addresses: TRUSTED_PROXIES, in the app
             "access_log": False,
             "server_header": False,
+            # a WebSocket message is a request: the same size limit (http/websocket.py)
+            "ws_max_size": settings.max_body_bytes,
             "log_level": "info",
         }
         if args.workers > 1:

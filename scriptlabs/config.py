@@ -148,6 +148,15 @@ class Settings:
     apq_max_bytes: int = 16 * 1024 * 1024  # characters of document text
     persisted_reload_seconds: float = 1.0
     persisted_refresh_seconds: float = 30.0
+    # labEvents (scriptlabs.realtime, http/websocket.py): LISTEN needs a direct connection
+    # (not a transaction-mode PgBouncer): DATABASE_LISTEN_URL, default DATABASE_URL
+    database_listen_url: str | None = None
+    ws_init_timeout_seconds: float = 10.0  # connection_init must come within this: else 4408
+    # how often a socket's session is checked; a check is shared by the sockets of a session
+    # for half of it, so an end is seen within 1.5 of it (contract: within 30 s)
+    ws_session_check_seconds: float = 15.0
+    ws_max_subscriptions_per_socket: int = 20
+    ws_max_subscriptions_per_user: int = 100  # on one worker
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,10 +216,18 @@ class Settings:
             persisted_queries=_persisted_queries(env),
             apq_max_entries=_int(env, "APQ_MAX_ENTRIES", 10_000, minimum=1),
             apq_max_bytes=_int(env, "APQ_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
+            database_listen_url=env.get("DATABASE_LISTEN_URL") or None,
+            ws_init_timeout_seconds=_int(env, "WS_INIT_TIMEOUT_SECONDS", 10, minimum=1),
+            ws_session_check_seconds=_int(env, "WS_SESSION_CHECK_SECONDS", 15, minimum=1),
+            ws_max_subscriptions_per_socket=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 20),
+            ws_max_subscriptions_per_user=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_USER", 100),
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)
             raise SettingsError("RATE_LIMIT_SIGNIN_WINDOW must be at most 86400 seconds")
+        if settings.ws_session_check_seconds > 20:
+            # an ended session must end its subscriptions within 30 s (contract)
+            raise SettingsError("WS_SESSION_CHECK_SECONDS must be at most 20")
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return settings

@@ -338,3 +338,24 @@ def test_several_processes_start_behind_one_server_connection(
             [sys.executable, "-c", check, dsn], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, result.stderr
+
+
+async def test_lab_events_arrive_behind_pgbouncer_with_a_direct_listen_url(
+    bounced_settings: Settings, settings: Settings
+) -> None:
+    # requests through the pooler, LISTEN straight to PostgreSQL (DATABASE_LISTEN_URL)
+    from tests.test_subscriptions import event, running, socket, subscribe
+
+    direct = replace(bounced_settings, database_listen_url=settings.database_url)
+    async with running(direct) as s, httpx.AsyncClient(base_url=s.http) as c:
+        api = Api(c)
+        user = await api.sign_up()
+        async with socket(s.ws, user.token) as ws:
+            await subscribe(ws)
+            data = await api.ok(
+                'mutation { createLab(input: {title: "Pooled", author: "A"}) { id } }',
+                token=user.token,
+            )
+            got = await event(ws)
+            assert (got["type"], got["id"]) == ("CREATED", data["createLab"]["id"])
+            assert got["lab"]["title"] == "Pooled"  # read through the pooler, under RLS

@@ -15,6 +15,12 @@
    statement, then Strawberry for the rest. It commits only when nothing failed.
 6. The outcome: the response body and what the transport needs to choose the HTTP status.
 
+Subscriptions (over the WebSocket) take the same first steps in `subscribe`: the document
+from the same cache under the same limits, the operation chosen, the variables coerced, the
+caller checked; what is kept is a `LabEventStream` (graphql/subscription.py), and `deliver`
+answers each event in an operation of its own. Queries and mutations sent over the socket
+are refused there: they go to POST /graphql.
+
 One deadline bounds the operation's database time (db.operation); a planned field that fails
 is answered as it failed, never run again down the other path.
 """
@@ -55,7 +61,10 @@ from scriptlabs.graphql.context import Context, Preparation, Preparer, Services
 from scriptlabs.graphql.document import Document, Documents
 from scriptlabs.graphql.masking import public_errors
 from scriptlabs.graphql.planner import NotPlannable, Out, Planner, collect, field_error
+from scriptlabs.graphql.subscription import LabEventStream, stream_of
+from scriptlabs.graphql.subscription import answer as answer_event
 from scriptlabs.labs.columns import DB_FIELDS
+from scriptlabs.realtime.listener import LabEventNote
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -162,6 +171,35 @@ class Runner:
         finally:
             if not op.ended:
                 await op.end(commit=False)
+
+    # -- subscriptions (the WebSocket)
+
+    async def subscribe(self, request: Request) -> LabEventStream | list[GraphQLError]:
+        """A subscription accepted, or the errors that refuse it (the `error` message)."""
+        document = await self.documents.get(request.query)
+        if document.node is None:
+            return public_errors(document.errors)
+        operation = document.operation(request.operation_name)
+        if isinstance(operation, GraphQLError):
+            return [operation]
+        if operation.operation is not OperationType.SUBSCRIPTION:
+            error = AppError(
+                Code.BAD_USER_INPUT, "Only subscriptions run over the WebSocket: POST the rest"
+            )
+            return [GraphQLError(error.message, extensions=error.extensions)]
+        coerced = get_variable_values(
+            self.schema, operation.variable_definitions or (), request.variables or {}
+        )
+        if isinstance(coerced, list):
+            return public_errors(coerced)
+        if request.claims.role == "anon" or request.claims.sub is None:
+            error = AppError(Code.UNAUTHENTICATED, "Authentication required")
+            return [GraphQLError(error.message, path=["labEvents"], extensions=error.extensions)]
+        return stream_of(document.node, operation, request.variables, coerced, request.claims)
+
+    async def deliver(self, stream: LabEventStream, note: LabEventNote) -> dict[str, Any]:
+        """One event's `next` payload; SessionEnded when the subscriber's session is gone."""
+        return await answer_event(self.schema, self.services, stream, note)
 
     @staticmethod
     async def _refusing(run: Awaitable[Outcome]) -> Outcome:

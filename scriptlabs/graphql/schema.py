@@ -16,6 +16,7 @@ from scriptlabs.config import Settings
 from scriptlabs.errors import AppError
 from scriptlabs.graphql.limits import Limits, limits_rule
 from scriptlabs.graphql.resolvers import auth
+from scriptlabs.graphql.resolvers import events as event_resolvers
 from scriptlabs.graphql.resolvers import labs as lab_resolvers
 from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.resolvers import search as search_resolvers
@@ -70,6 +71,15 @@ class Mutation:
     import_labs: ImportResult = strawberry.mutation(resolver=lab_resolvers.import_labs)
 
 
+@strawberry.type
+class Subscription:
+    lab_events: event_resolvers.LabEvent = strawberry.subscription(  # type: ignore[assignment]
+        resolver=event_resolvers.lab_events,
+        description="The caller's own lab changes, one event per created, updated or deleted "
+        "lab, over the WebSocket at /graphql (graphql-transport-ws).",
+    )
+
+
 class Schema(strawberry.Schema):
     """The Strawberry schema: types and resolvers. Operations run through the runner
     (graphql/execution.py), which parses, validates and executes with graphql-core."""
@@ -98,6 +108,7 @@ def build_schema(settings: Settings | None = None) -> Schema:
     schema = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
     )
     schema.validation_rules = rules

@@ -75,7 +75,9 @@ TUNE_TRANSACTION = """
 select set_config('statement_timeout', '0', true),
        set_config('synchronous_commit', 'off', true),
        set_config('work_mem', '64MB', true),
-       set_config('gin_pending_list_limit', '32MB', true)
+       set_config('gin_pending_list_limit', '32MB', true),
+       -- no labEvents for generated rows: a million would fill the notification queue
+       set_config('scriptlabs.lab_events', 'off', true)
 """
 
 ANALYZE_LABS = "analyze public.labs"

@@ -1,0 +1,1 @@
+"""Realtime: the LISTEN connection behind labEvents, and the fan-out to subscribers."""
