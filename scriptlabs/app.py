@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await mail.stop()
+            await services.pool.breaker.stop()
             await pool.close()
 
     endpoint = _LateEndpoint()

@@ -14,21 +14,26 @@ ends it; resolvers and domain code only send statements through it. It takes pla
   while holding one.
 - Fair turns: connections are taken through a first-come-first-served gate, for a bounded
   time (`PoolBusy` after it: the transport answers 503 with Retry-After).
+- Outages (db.outage): while the database cannot be reached, a request is refused at once
+  with `DatabaseUnavailable` (503) and the operation records it in `lost`; a connection found
+  dead before the operation did anything on it is replaced once, transparently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import asyncpg
 from asyncpg.transaction import Transaction
 
+from scriptlabs.db.outage import Breaker, DatabaseUnavailable, Stopped, is_gone
 from scriptlabs.errors import AppError, Code
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
@@ -69,6 +74,7 @@ LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
 SESSION_ENDED_STATE = "P0401"  # raised by read_statement for a session that has ended
 
 T = TypeVar("T")
+log = logging.getLogger("scriptlabs.db")
 
 
 class Skipped(Exception):
@@ -98,12 +104,16 @@ class Pool:
     asyncpg's pool lets a newcomer take a released connection before the waiter woken for it,
     so under a thousand clients some wait again and again (bench/RESULTS.md); the gate, a
     semaphore, serves waiters in order. `wait` bounds the wait for a turn.
+
+    While the database is down (a connection could not be made), `breaker` refuses every
+    request at once, before it waits for a turn, until its probe reaches the database again.
     """
 
     pool: asyncpg.Pool
     gate: asyncio.Semaphore
     wait: float
     statement_timeout_ms: int
+    breaker: Breaker = field(default_factory=Breaker)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
@@ -114,6 +124,7 @@ class Pool:
             await self.give_back(conn)
 
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
+        self.breaker.check()  # the database is down: refused at once, nothing waits
         if self.gate.locked():  # wait for a turn, for a bounded time
             try:
                 await asyncio.wait_for(self.gate.acquire(), self.wait)
@@ -122,10 +133,26 @@ class Pool:
         else:  # a free turn: no timer, no task
             await self.gate.acquire()
         try:
+            self.breaker.check()  # found down while this one waited
             return await self.pool.acquire()
-        except BaseException:
+        except BaseException as exc:
             self.gate.release()
+            # a connection could not be made (refused, timed out, the server starting or
+            # stopping): the database is down
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            if is_gone(exc) or isinstance(exc, TimeoutError):
+                self.breaker.trip(exc, self._probe)
+                raise DatabaseUnavailable() from exc
             raise
+
+    async def _probe(self) -> None:
+        """Whether the database answers again (the breaker's probe): past the gate, as it
+        runs only while requests are refused before it."""
+        if self.pool.is_closing():
+            raise Stopped
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("select 1")
 
     async def ping(self) -> None:
         """One trivial statement, taking a turn like any request."""
@@ -168,6 +195,8 @@ class Operation:
         self.ended = False
         self._later: list[Callable[[asyncpg.Connection], Awaitable[object]]] = []
         self._custom_plans = False
+        # the error that said the database was gone, if one did: the runner answers 503
+        self.lost: BaseException | None = None
 
     @property
     def started(self) -> bool:
@@ -176,7 +205,29 @@ class Operation:
     # -- the runner's side: begin, end, a read in one statement
 
     async def begin(self) -> None:
-        """Take a connection and begin; SessionEnded when the token's session has ended."""
+        """Take a connection and begin; SessionEnded when the token's session has ended.
+
+        A connection found dead at the set-up statement is replaced once: nothing of the
+        operation has run, and its transaction, if the server saw it, was never committed.
+        """
+        try:
+            await self._begin()
+        except DatabaseUnavailable as exc:
+            self.lost = exc
+            raise
+        except Exception as exc:
+            if not is_gone(exc):
+                raise
+            log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
+            try:
+                await self._begin()
+            except Exception as again:
+                if not is_gone(again):
+                    raise
+                self.lost = again
+                raise DatabaseUnavailable() from again
+
+    async def _begin(self) -> None:
         if self._conn is not None:
             return
         if self.ended:
@@ -216,6 +267,31 @@ class Operation:
         if self._conn is not None or self.ended:
             raise RuntimeError("read_statement runs alone, as the whole operation")
         self.ended = True
+        try:
+            try:
+                result = await self._read_statement(query, args)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:
+                if not is_gone(exc):
+                    raise
+                # a read, so safe to run again whatever the server saw of it: once
+                log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
+                try:
+                    result = await self._read_statement(query, args)
+                except DatabaseUnavailable:
+                    raise
+                except Exception as again:
+                    if not is_gone(again):
+                        raise
+                    raise DatabaseUnavailable() from again
+        except DatabaseUnavailable as exc:
+            self.lost = exc
+            raise
+        await self._run_later()
+        return result
+
+    async def _read_statement(self, query: str, args: str) -> str | None:
         async with self.pool.connection() as conn:
             self._start_clock()
             try:
@@ -235,7 +311,6 @@ class Operation:
                 raise
             except TimeoutError:
                 raise timed_out() from None
-        await self._run_later()
         return result
 
     async def end(self, *, commit: bool) -> None:
@@ -290,9 +365,23 @@ class Operation:
             except TimeoutError:
                 self.failed = True
                 raise timed_out() from None
-            except BaseException:
+            except BaseException as exc:
                 self.failed = True
+                if unavailable := self._unavailable(exc):
+                    raise unavailable from exc
                 raise
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
+        """When `exc` says the database is gone: recorded in `lost`, and the error to raise
+        instead (None: raise `exc` itself). After the operation's first statement, nothing
+        is retried."""
+        if isinstance(exc, DatabaseUnavailable):
+            self.lost = exc
+            return None
+        if not is_gone(exc):
+            return None
+        self.lost = exc
+        return DatabaseUnavailable()
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run(lambda conn, t: conn.fetch(query, *args, timeout=t))
@@ -330,8 +419,10 @@ class Operation:
             except TimeoutError:
                 self.failed = True
                 raise timed_out() from None
-            except BaseException:
+            except BaseException as exc:
                 self.failed = True  # the transaction rolls back, role and all
+                if unavailable := self._unavailable(exc):
+                    raise unavailable from exc
                 raise
 
     # -- bookkeeping that must outlive the operation
@@ -344,8 +435,13 @@ class Operation:
         """
         if self._conn is not None:
             raise RuntimeError("apart() while the operation holds its connection")
-        async with self.pool.connection() as conn, conn.transaction():
-            return await call(cast(asyncpg.Connection, conn))
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                return await call(cast(asyncpg.Connection, conn))
+        except Exception as exc:
+            if unavailable := self._unavailable(exc):
+                raise unavailable from exc
+            raise
 
     def later(self, call: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
         """Run `call` after the operation's connection is given back, in a transaction of its
