@@ -63,8 +63,14 @@ def is_gone(exc: BaseException) -> bool:
         return True
     # asyncpg says "connection is closed", "pool is closed", "pool is closing" as plain
     # InterfaceErrors
-    return isinstance(exc, asyncpg.InterfaceError) and (
-        "is closed" in str(exc) or "is closing" in str(exc)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "is closed" in str(exc) or "is closing" in str(exc)
+    # A connection the server ended while it sat idle in the pool (pg_terminate_backend,
+    # a restart) received the server's FATAL error before its socket's end: until that end
+    # is read, asyncpg still counts it open, and refuses the next statement with this
+    # (measured: tests/test_restart.py)
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) and (
+        "cannot switch to state" in str(exc)
     )
 
 
