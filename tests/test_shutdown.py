@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -41,9 +42,11 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def running(database: Database, workers: int, **env: str) -> AsyncIterator[Server]:
-    """`scriptlabs serve` on a free port, ready; killed if a test leaves it running."""
+async def running(database: Database, log: Path, workers: int, **env: str) -> AsyncIterator[Server]:
+    """`scriptlabs serve` on a free port, ready; killed if a test leaves it running. Its
+    output goes to `log`, shown when it does not start."""
     port = free_port()
+    output = log.open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -62,16 +65,19 @@ async def running(database: Database, workers: int, **env: str) -> AsyncIterator
             "RATE_LIMIT_SIGNUP_IP": "0",
             **env,
         },
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,  # its workers too are killed if the test fails
     )
     server = Server(process, port)
     try:
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=server.url) as client:
             while True:
-                assert process.returncode is None, "the server exited at start-up"
-                assert time.monotonic() < deadline, "the server did not start"
+                if process.returncode is not None or time.monotonic() > deadline:
+                    output.flush()
+                    text = await asyncio.to_thread(log.read_text)
+                    pytest.fail(f"the server did not start:\n{text}")
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get("/health/ready")).status_code == 200:
                         break
@@ -79,8 +85,9 @@ async def running(database: Database, workers: int, **env: str) -> AsyncIterator
         yield server
     finally:
         if process.returncode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+        output.close()
 
 
 async def _refused_within(server: Server, seconds: float) -> None:
@@ -92,10 +99,10 @@ async def _refused_within(server: Server, seconds: float) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_lets_a_mutation_in_flight_commit_and_answer_then_exits_cleanly(
-    database: Database, admin: asyncpg.Connection, workers: int
+    database: Database, admin: asyncpg.Connection, workers: int, tmp_path: Path
 ) -> None:
     # a sign-up whose password hashing takes a second or more: in flight when SIGTERM comes
-    async with running(database, workers, ARGON2_TIME_COST="24") as server:
+    async with running(database, tmp_path / "serve.log", workers, ARGON2_TIME_COST="24") as server:
         email = f"shutdown-{uuid.uuid4().hex[:12]}@example.com"
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             signing_up = asyncio.create_task(
@@ -122,9 +129,9 @@ async def test_sigterm_lets_a_mutation_in_flight_commit_and_answer_then_exits_cl
 
 
 async def test_a_stuck_client_holds_the_shutdown_no_longer_than_its_timeout(
-    database: Database,
+    database: Database, tmp_path: Path
 ) -> None:
-    async with running(database, 1, SHUTDOWN_TIMEOUT_S="1") as server:
+    async with running(database, tmp_path / "serve.log", 1, SHUTDOWN_TIMEOUT_S="1") as server:
         # headers, then part of the body that never comes whole: the request is in flight
         _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(
