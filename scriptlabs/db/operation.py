@@ -73,8 +73,17 @@ LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
 
 SESSION_ENDED_STATE = "P0401"  # raised by read_statement for a session that has ended
 
+# s: giving a connection back (rolling back, waiting for a cancelled statement's end) and
+# rolling back take milliseconds from a database that answers; past this, the connection is
+# closed rather than reused
+RELEASE_TIMEOUT = 2.0
+
 T = TypeVar("T")
 log = logging.getLogger("scriptlabs.db")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
 
 
 class Skipped(Exception):
@@ -161,7 +170,16 @@ class Pool:
 
     async def give_back(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
         try:
-            await self.pool.release(conn)
+            # bounded: after a statement timed out, asyncpg waits for its cancel request to be
+            # answered, over a new connection, before the connection is reused; to a database
+            # that stopped answering (a network cut, a hung host) that wait has no end. Past
+            # the bound asyncpg closes the connection (a new one is made when needed)
+            await self.pool.release(conn, timeout=RELEASE_TIMEOUT)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("a connection was closed instead of reused: %s", _describe(exc))
+            if isinstance(exc, TimeoutError):
+                # not even a cancel request was answered: the database has stopped answering
+                self.breaker.trip(exc, self._probe)
         finally:
             self.gate.release()
 
@@ -236,7 +254,8 @@ class Operation:
         self._start_clock()
         try:
             tx = conn.transaction(readonly=self.readonly)
-            await tx.start()
+            async with asyncio.timeout(self._remaining()):  # BEGIN takes no timeout itself
+                await tx.start()
             timeout = str(self.pool.statement_timeout_ms)
             if self.session_id is not None:
                 live = await conn.fetchval(
@@ -321,10 +340,15 @@ class Operation:
         self.ended = True
         if conn is not None and tx is not None:
             try:
+                # neither takes a timeout: a database that stopped answering would hold the
+                # request for ever. A commit gets the operation's whole budget again (cut
+                # short, its outcome is unknown); a rollback, a moment
                 if commit and not self.failed:
-                    await tx.commit()
+                    async with asyncio.timeout(self._budget):
+                        await tx.commit()
                 else:
-                    await tx.rollback()
+                    async with asyncio.timeout(RELEASE_TIMEOUT):
+                        await tx.rollback()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
                 if commit and not self.failed:
                     raise  # a commit lost: the caller reports an internal error
