@@ -304,3 +304,112 @@ async def test_serve_gives_up_on_a_database_that_does_not_come(cluster: Cluster)
 def _start_later(cluster: Cluster, delay: float) -> None:
     time.sleep(delay)
     cluster.start()
+
+
+class StallingProxy:
+    """TCP on 127.0.0.1 to the cluster's Unix socket. `cut()`: from then on nothing passes
+    either way and nothing is refused or reset, as with a network cut or a hung host;
+    `heal()` drops the stalled connections (the server behind them is gone) and forwards."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.forwarding = asyncio.Event()
+        self.forwarding.set()
+        self.links: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.links.add(writer)
+        try:
+            if not self.forwarding.is_set():
+                await reader.read()  # swallow, answer nothing
+                return
+            up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
+            self.links.add(up_writer)
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.forwarding.wait()
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def cut(self) -> None:
+        self.forwarding.clear()
+
+    def heal(self) -> None:
+        for writer in list(self.links):
+            writer.transport.abort()
+        self.links.clear()
+        self.forwarding.set()
+
+    async def close(self) -> None:
+        self.heal()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_database_that_stops_answering_gets_503s_and_no_request_hangs(
+    restart_settings: Settings, cluster: Cluster
+) -> None:
+    """No refusal, no reset: the database just stops answering. Requests in flight end at
+    their deadline, the outage is then known, and later requests are refused at once."""
+    proxy = StallingProxy(str(cluster.socket_dir / ".s.PGSQL.5432"))
+    port = await proxy.start()
+    settings = replace(
+        restart_settings,
+        database_url=f"postgresql://authenticator@127.0.0.1:{port}/scriptlabs",
+        statement_timeout_ms=1000,
+        db_connect_timeout_s=1,
+    )
+    try:
+        async with serve(settings) as client:
+            api = Api(client)
+            user = await api.sign_up()
+            await api.ok(COUNT, token=user.token)
+            proxy.cut()
+            # in flight when it stopped answering: each answered within its deadline and the
+            # bounded hand-back of its connection, never held (HUNG: status 0)
+            answers: list[Answer] = []
+            await asyncio.gather(
+                *(
+                    _ask(api, kind, user.token, f"silent-{n}", answers)
+                    for n, kind in enumerate(["count", "create"] * 3)
+                )
+            )
+            for answer in answers:
+                assert answer.status != 0, answer
+                if answer.body.get("errors", [{}])[0].get("extensions", {}).get("code") == (
+                    "TIMEOUT"
+                ):
+                    assert answer.status == 200, answer
+                else:
+                    _check_refusal(answer)
+            # then known down: refused at once
+            refused: list[Answer] = []
+            await asyncio.gather(
+                *(_ask(api, "count", user.token, None, refused) for _ in range(20))
+            )
+            for answer in refused:
+                _check_refusal(answer)
+                assert answer.seconds < 1.0, answer
+            assert (await client.get("/health/ready")).status_code == 503
+            proxy.heal()
+            await _until(lambda: _serves(api, user.token), 10)
+    finally:
+        await proxy.close()
