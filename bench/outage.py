@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import collections
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -238,72 +239,79 @@ async def one_round(
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="scriptlabs-outage-") as tmp:
         cluster = Cluster(Path(tmp) / "pg")
-        with cluster:
-            await migrate(cluster.admin_dsn())
-            port = 18000 + os.getpid() % 1000
-            proxy = None
-            dsn = cluster.dsn()
-            if args.silent:
-                proxy = Proxy(str(cluster.socket_dir / ".s.PGSQL.5432"))
-                dsn = f"postgresql://authenticator@127.0.0.1:{await proxy.start()}/scriptlabs"
-            env = {
-                **os.environ,
-                "DATABASE_URL": dsn,
-                "DATABASE_ADMIN_URL": cluster.admin_dsn(),
-                "JWT_SECRET": SECRET,
-                "RATE_LIMIT_SIGNUP_IP": "0",
-            }
-            server = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for at the end
-                [sys.executable, "-m", "scriptlabs", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            url = f"http://127.0.0.1:{port}"
-            try:
-                async with httpx.AsyncClient(base_url=url) as client:
-                    for _ in range(300):
-                        try:
-                            if (await client.get("/health/ready")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            pass
-                        await asyncio.sleep(0.1)
-                    email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
-                    response = await client.post(
-                        "/graphql",
-                        json={"query": SIGN_UP, "variables": {"e": email, "p": "outage-pw-1"}},
-                    )
-                    signed = response.json()["data"]["signUp"]
-                rounds = []
-                for n in range(args.rounds):
-                    figures = await one_round(
-                        cluster,
-                        proxy,
-                        url,
-                        signed["accessToken"],
-                        signed["user"]["id"],
-                        args.clients,
-                        args.outage,
-                        n,
-                    )
-                    rounds.append(figures)
-                    print(
-                        f"round {n + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
-                    )
-                print(
-                    f"\nmedians over {args.rounds} rounds, {args.clients} clients, "
-                    f"{args.outage:g} s outage:"
+        try:
+            await run(cluster, args)
+        finally:
+            cluster.stop()
+            if cluster.server_dir != cluster.data_dir:  # as root: kept outside `tmp`
+                shutil.rmtree(cluster.server_dir, ignore_errors=True)
+
+
+async def run(cluster: Cluster, args: argparse.Namespace) -> None:
+    with cluster:
+        await migrate(cluster.admin_dsn())
+        port = 18000 + os.getpid() % 1000
+        proxy = None
+        dsn = cluster.dsn()
+        if args.silent:
+            proxy = Proxy(str(cluster.socket_dir / ".s.PGSQL.5432"))
+            dsn = f"postgresql://authenticator@127.0.0.1:{await proxy.start()}/scriptlabs"
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "DATABASE_ADMIN_URL": cluster.admin_dsn(),
+            "JWT_SECRET": SECRET,
+            "RATE_LIMIT_SIGNUP_IP": "0",
+        }
+        server = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for at the end
+            [sys.executable, "-m", "scriptlabs", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=url) as client:
+                for _ in range(300):
+                    try:
+                        if (await client.get("/health/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+                email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
+                response = await client.post(
+                    "/graphql",
+                    json={"query": SIGN_UP, "variables": {"e": email, "p": "outage-pw-1"}},
                 )
-                for key in rounds[0]:
-                    print(f"  {key}: {statistics.median(r[key] for r in rounds):.1f}")
-            finally:
-                server.send_signal(signal.SIGTERM)
-                try:  # in a thread: the proxy, on this loop, must keep forwarding meanwhile
-                    await asyncio.to_thread(server.wait, 30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    raise
+                signed = response.json()["data"]["signUp"]
+            rounds = []
+            for n in range(args.rounds):
+                figures = await one_round(
+                    cluster,
+                    proxy,
+                    url,
+                    signed["accessToken"],
+                    signed["user"]["id"],
+                    args.clients,
+                    args.outage,
+                    n,
+                )
+                rounds.append(figures)
+                print(f"round {n + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()))
+            print(
+                f"\nmedians over {args.rounds} rounds, {args.clients} clients, "
+                f"{args.outage:g} s outage:"
+            )
+            for key in rounds[0]:
+                print(f"  {key}: {statistics.median(r[key] for r in rounds):.1f}")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:  # in a thread: the proxy, on this loop, must keep forwarding meanwhile
+                await asyncio.to_thread(server.wait, 30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                raise
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from scriptlabs.config import Settings
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
 from scriptlabs.db.outage import DatabaseUnavailable, wait_for_database
-from tests.conftest import Api, SmtpSink, serve
+from tests.conftest import Api, SmtpSink, remove_cluster, serve
 
 CREATE = 'mutation($t: String!) { createLab(input: {title: $t, author: "Restart"}) { id title } }'
 COUNT = "{ labs { totalCount } }"
@@ -51,6 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with own:
         asyncio.run(migrate(own.admin_dsn()))
         yield own
+    remove_cluster(own)
 
 
 @pytest.fixture
