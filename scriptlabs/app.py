@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await sockets.close_all()  # every open subscription gets its close frame
             await listener.stop()
             await mail.stop()
+            await services.pool.breaker.stop()
             await pool.close()
 
     endpoint = _LateEndpoint()

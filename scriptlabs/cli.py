@@ -18,6 +18,7 @@ import asyncpg
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
+from scriptlabs.db.outage import DatabaseUnavailable, wait_for_database
 
 log = logging.getLogger("scriptlabs")
 SCHEMA_FILE = Path("schema.graphql")
@@ -52,8 +53,9 @@ def with_secret(settings: Settings) -> Settings:
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     # uvicorn re-raises SIGTERM after its graceful shutdown: leave through the `with` blocks
-    # so the embedded cluster is stopped too
-    raise SystemExit(128 + signum)
+    # so the embedded cluster is stopped too. A stop that was asked for and done gracefully
+    # is a success (status 0), as with several workers, whose supervisor returns normally.
+    raise SystemExit(0)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -63,6 +65,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = with_secret(settings)
     with database(settings) as settings:
         assert settings.database_url is not None
+        if settings.db_startup_wait_s:
+            # a server and its database are often started together: wait for it a while
+            try:
+                asyncio.run(
+                    wait_for_database(
+                        settings.database_url,
+                        settings.db_startup_wait_s,
+                        connect_timeout=settings.db_connect_timeout_s,
+                    )
+                )
+            except DatabaseUnavailable as exc:
+                raise CommandError(f"{exc}: is DATABASE_URL right, and the server up?") from None
         pending = asyncio.run(pending_migrations(settings.database_url))
         if pending:
             raise CommandError(
@@ -81,6 +95,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             # a WebSocket message is a request: the same size limit (http/websocket.py)
             "ws_max_size": settings.max_body_bytes,
             "log_level": "info",
+            # SIGTERM: stop accepting, let requests in flight finish for at most this long,
+            # then run the app's shutdown (subscriptions closed, pool closed)
+            "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         }
         if args.workers > 1:
             os.environ["DATABASE_URL"] = settings.database_url

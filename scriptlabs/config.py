@@ -121,6 +121,12 @@ class Settings:
     max_tokens: int = 15_000  # lexical tokens of a document (contract, Errors)
     # how long a request waits for its turn at the pool before HTTP 503 (Retry-After)
     db_pool_wait_seconds: float = 10.0
+    # outages (scriptlabs.db.outage): how long one connection attempt may take, and how long
+    # `serve` waits for the database at start-up before giving up
+    db_connect_timeout_s: float = 5.0
+    db_startup_wait_s: int = 60
+    # graceful shutdown: how long requests in flight may run on after SIGTERM
+    shutdown_timeout_s: int = 30
     # Auth rate limits (scriptlabs.auth.ratelimit); 0 turns a limit off. They are off in
     # settings built in code (tests, whose requests all come from one address; tools), and on
     # in from_env(), which the API runs with: RATE_LIMIT_SIGNIN_EMAIL 10, RATE_LIMIT_SIGNIN_IP
@@ -202,6 +208,9 @@ class Settings:
             max_fields=_int(env, "GRAPHQL_MAX_FIELDS", 500, minimum=1),
             max_tokens=_int(env, "GRAPHQL_MAX_TOKENS", 15_000, minimum=100),
             db_pool_wait_seconds=_int(env, "DB_POOL_WAIT_SECONDS", 10, minimum=1),
+            db_connect_timeout_s=_int(env, "DB_CONNECT_TIMEOUT_S", 5, minimum=1),
+            db_startup_wait_s=_int(env, "DB_STARTUP_WAIT_S", 60),
+            shutdown_timeout_s=_int(env, "SHUTDOWN_TIMEOUT_S", 30, minimum=1),
             rate_limit_signin_email=_limit(env, "RATE_LIMIT_SIGNIN_EMAIL", 10),
             rate_limit_signin_ip=_limit(env, "RATE_LIMIT_SIGNIN_IP", 20),
             rate_limit_signin_window=_int(env, "RATE_LIMIT_SIGNIN_WINDOW", 900, minimum=1),

@@ -10,6 +10,7 @@ import contextlib
 import email
 import email.policy
 import os
+import shutil
 import socket
 import threading
 import time
@@ -57,6 +58,14 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 
         asyncio.run(migrate(cluster.admin_dsn()))
         yield Database(cluster.dsn(), cluster.admin_dsn())
+    remove_cluster(cluster)
+
+
+def remove_cluster(cluster: EmbeddedPostgres) -> None:
+    """Delete a stopped test cluster's files. As root they are kept outside the test's
+    temporary folder (the server's account cannot reach it), where nothing else removes them."""
+    if cluster.server_dir != cluster.data_dir:
+        shutil.rmtree(cluster.server_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

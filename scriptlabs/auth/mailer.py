@@ -145,6 +145,7 @@ class MailSender:
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
         self._listener_failed = False
+        self._database_failed = False  # the last round could not reach the database
 
     def start(self) -> None:
         if self._task is None:
@@ -177,9 +178,15 @@ class MailSender:
             try:
                 claimed = await self.deliver_due()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("mail sender: database unavailable, retrying: %s", exc)
+                if not self._database_failed:  # once per outage, not at every poll
+                    log.warning("mail sender: database unavailable, retrying: %s", exc)
+                self._database_failed = True
             except Exception:
                 log.exception("mail sender %s: delivery round failed", self.worker)
+            else:
+                if self._database_failed:
+                    log.info("mail sender: database available again")
+                self._database_failed = False
             if loop.time() >= next_cleanup and not self._stopping:
                 next_cleanup = loop.time() + CLEANUP_INTERVAL
                 if not await self._run_cleanup():

@@ -14,21 +14,26 @@ ends it; resolvers and domain code only send statements through it. It takes pla
   while holding one.
 - Fair turns: connections are taken through a first-come-first-served gate, for a bounded
   time (`PoolBusy` after it: the transport answers 503 with Retry-After).
+- Outages (db.outage): while the database cannot be reached, a request is refused at once
+  with `DatabaseUnavailable` (503) and the operation records it in `lost`; a connection found
+  dead before the operation did anything on it is replaced once, transparently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
 from asyncpg.transaction import Transaction
 
+from scriptlabs.db.outage import Breaker, DatabaseUnavailable, Stopped, is_gone
 from scriptlabs.errors import AppError, Code
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
@@ -68,7 +73,19 @@ LOGIN_ROLE = "none"  # set_config('role', 'none'): back to the login role
 
 SESSION_ENDED_STATE = "P0401"  # raised by read_statement for a session that has ended
 
+# s: giving a connection back (rolling back, waiting for a cancelled statement's end) and
+# rolling back take milliseconds from a database that answers; past this, the connection is
+# closed rather than reused
+RELEASE_TIMEOUT = 2.0
+
 T = TypeVar("T")
+log = logging.getLogger("scriptlabs.db")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+
+
 Isolation = Literal["serializable", "repeatable_read", "read_committed", "read_uncommitted"]
 
 
@@ -99,12 +116,16 @@ class Pool:
     asyncpg's pool lets a newcomer take a released connection before the waiter woken for it,
     so under a thousand clients some wait again and again (bench/RESULTS.md); the gate, a
     semaphore, serves waiters in order. `wait` bounds the wait for a turn.
+
+    While the database is down (a connection could not be made), `breaker` refuses every
+    request at once, before it waits for a turn, until its probe reaches the database again.
     """
 
     pool: asyncpg.Pool
     gate: asyncio.Semaphore
     wait: float
     statement_timeout_ms: int
+    breaker: Breaker = field(default_factory=Breaker)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
@@ -115,6 +136,7 @@ class Pool:
             await self.give_back(conn)
 
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
+        self.breaker.check()  # the database is down: refused at once, nothing waits
         if self.gate.locked():  # wait for a turn, for a bounded time
             try:
                 await asyncio.wait_for(self.gate.acquire(), self.wait)
@@ -123,10 +145,26 @@ class Pool:
         else:  # a free turn: no timer, no task
             await self.gate.acquire()
         try:
+            self.breaker.check()  # found down while this one waited
             return await self.pool.acquire()
-        except BaseException:
+        except BaseException as exc:
             self.gate.release()
+            # a connection could not be made (refused, timed out, the server starting or
+            # stopping): the database is down
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            if is_gone(exc) or isinstance(exc, TimeoutError):
+                self.breaker.trip(exc, self._probe)
+                raise DatabaseUnavailable() from exc
             raise
+
+    async def _probe(self) -> None:
+        """Whether the database answers again (the breaker's probe): past the gate, as it
+        runs only while requests are refused before it."""
+        if self.pool.is_closing():
+            raise Stopped
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("select 1")
 
     async def ping(self) -> None:
         """One trivial statement, taking a turn like any request."""
@@ -135,7 +173,16 @@ class Pool:
 
     async def give_back(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
         try:
-            await self.pool.release(conn)
+            # bounded: after a statement timed out, asyncpg waits for its cancel request to be
+            # answered, over a new connection, before the connection is reused; to a database
+            # that stopped answering (a network cut, a hung host) that wait has no end. Past
+            # the bound asyncpg closes the connection (a new one is made when needed)
+            await self.pool.release(conn, timeout=RELEASE_TIMEOUT)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("a connection was closed instead of reused: %s", _describe(exc))
+            if isinstance(exc, TimeoutError):
+                # not even a cancel request was answered: the database has stopped answering
+                self.breaker.trip(exc, self._probe)
         finally:
             self.gate.release()
 
@@ -175,6 +222,8 @@ class Operation:
         self.ended = False
         self._later: list[Callable[[asyncpg.Connection], Awaitable[object]]] = []
         self._custom_plans = False
+        # the error that said the database was gone, if one did: the runner answers 503
+        self.lost: BaseException | None = None
 
     @property
     def started(self) -> bool:
@@ -183,7 +232,29 @@ class Operation:
     # -- the runner's side: begin, end, a read in one statement
 
     async def begin(self) -> None:
-        """Take a connection and begin; SessionEnded when the token's session has ended."""
+        """Take a connection and begin; SessionEnded when the token's session has ended.
+
+        A connection found dead at the set-up statement is replaced once: nothing of the
+        operation has run, and its transaction, if the server saw it, was never committed.
+        """
+        try:
+            await self._begin()
+        except DatabaseUnavailable as exc:
+            self.lost = exc
+            raise
+        except Exception as exc:
+            if not is_gone(exc):
+                raise
+            log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
+            try:
+                await self._begin()
+            except Exception as again:
+                if not is_gone(again):
+                    raise
+                self.lost = again
+                raise DatabaseUnavailable() from again
+
+    async def _begin(self) -> None:
         if self._conn is not None:
             return
         if self.ended:
@@ -192,7 +263,8 @@ class Operation:
         self._start_clock()
         try:
             tx = conn.transaction(readonly=self.readonly, isolation=self.isolation)
-            await tx.start()
+            async with asyncio.timeout(self._remaining()):  # BEGIN takes no timeout itself
+                await tx.start()
             timeout = str(self.timeout_ms)
             if self.session_id is not None:
                 live = await conn.fetchval(
@@ -223,6 +295,31 @@ class Operation:
         if self._conn is not None or self.ended:
             raise RuntimeError("read_statement runs alone, as the whole operation")
         self.ended = True
+        try:
+            try:
+                result = await self._read_statement(query, args)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:
+                if not is_gone(exc):
+                    raise
+                # a read, so safe to run again whatever the server saw of it: once
+                log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
+                try:
+                    result = await self._read_statement(query, args)
+                except DatabaseUnavailable:
+                    raise
+                except Exception as again:
+                    if not is_gone(again):
+                        raise
+                    raise DatabaseUnavailable() from again
+        except DatabaseUnavailable as exc:
+            self.lost = exc
+            raise
+        await self._run_later()
+        return result
+
+    async def _read_statement(self, query: str, args: str) -> str | None:
         async with self.pool.connection() as conn:
             self._start_clock()
             try:
@@ -242,7 +339,6 @@ class Operation:
                 raise
             except TimeoutError:
                 raise timed_out() from None
-        await self._run_later()
         return result
 
     async def end(self, *, commit: bool) -> None:
@@ -253,10 +349,15 @@ class Operation:
         self.ended = True
         if conn is not None and tx is not None:
             try:
+                # neither takes a timeout: a database that stopped answering would hold the
+                # request for ever. A commit gets the operation's whole budget again (cut
+                # short, its outcome is unknown); a rollback, a moment
                 if commit and not self.failed:
-                    await tx.commit()
+                    async with asyncio.timeout(self._budget):
+                        await tx.commit()
                 else:
-                    await tx.rollback()
+                    async with asyncio.timeout(RELEASE_TIMEOUT):
+                        await tx.rollback()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
                 if commit and not self.failed:
                     raise  # a commit lost: the caller reports an internal error
@@ -297,9 +398,23 @@ class Operation:
             except TimeoutError:
                 self.failed = True
                 raise timed_out() from None
-            except BaseException:
+            except BaseException as exc:
                 self.failed = True
+                if unavailable := self._unavailable(exc):
+                    raise unavailable from exc
                 raise
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
+        """When `exc` says the database is gone: recorded in `lost`, and the error to raise
+        instead (None: raise `exc` itself). After the operation's first statement, nothing
+        is retried."""
+        if isinstance(exc, DatabaseUnavailable):
+            self.lost = exc
+            return None
+        if not is_gone(exc):
+            return None
+        self.lost = exc
+        return DatabaseUnavailable()
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run(lambda conn, t: conn.fetch(query, *args, timeout=t))
@@ -337,8 +452,10 @@ class Operation:
             except TimeoutError:
                 self.failed = True
                 raise timed_out() from None
-            except BaseException:
+            except BaseException as exc:
                 self.failed = True  # the transaction rolls back, role and all
+                if unavailable := self._unavailable(exc):
+                    raise unavailable from exc
                 raise
 
     # -- bookkeeping that must outlive the operation
@@ -351,8 +468,13 @@ class Operation:
         """
         if self._conn is not None:
             raise RuntimeError("apart() while the operation holds its connection")
-        async with self.pool.connection() as conn, conn.transaction():
-            return await call(cast(asyncpg.Connection, conn))
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                return await call(cast(asyncpg.Connection, conn))
+        except Exception as exc:
+            if unavailable := self._unavailable(exc):
+                raise unavailable from exc
+            raise
 
     def later(self, call: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
         """Run `call` after the operation's connection is given back, in a transaction of its

@@ -25,6 +25,9 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_max,
         statement_cache_size=settings.db_statement_cache_size,
         reset=_keep_session,
+        # a connection attempt to a host that does not answer fails after this, not after
+        # asyncpg's 60 s (db.outage then refuses requests at once until the database is back)
+        timeout=settings.db_connect_timeout_s,
         # no statement_timeout here: PgBouncer refuses startup parameters it does not know.
         # A transaction sets its own (transaction-local); a read in one statement is bounded
         # by the client's timeout, which cancels it on the server (db.operation)

@@ -54,6 +54,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.tokens import Claims
 from scriptlabs.db.operation import CUSTOM_PLAN, PoolBusy, SessionEnded
+from scriptlabs.db.outage import RETRY_AFTER, DatabaseUnavailable
 from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code, from_db_error
 from scriptlabs.graphql.answer import Outcome, answer, error_outcome, internal, request_errors
@@ -167,10 +168,15 @@ class Runner:
                 run = self._query(request, document, operation, roots, ctx, coerced)
             else:
                 run = self._mutation(request, document.node, operation, roots, ctx, coerced)
-            return await self._refusing(run)
+            outcome = await self._refusing(run)
         finally:
             if not op.ended:
                 await op.end(commit=False)
+        if op.lost is not None:
+            # a field met a database that had gone (its error, masked, would be a 200): the
+            # operation as a whole is refused, with the 503 of an outage; nothing committed
+            return _unavailable()
+        return outcome
 
     # -- subscriptions (the WebSocket)
 
@@ -210,6 +216,8 @@ class Runner:
             return error_outcome(
                 Code.UNAUTHENTICATED, "This session has ended", 401, {"WWW-Authenticate": "Bearer"}
             )
+        except DatabaseUnavailable:
+            return _unavailable()
         except PoolBusy as busy:
             log.warning("every database connection stayed busy: answered 503")
             return error_outcome(
@@ -492,6 +500,16 @@ class Runner:
         return result.data, errors  # type: ignore[union-attr]
 
     # -- the answer
+
+
+def _unavailable() -> Outcome:
+    """The answer while the database cannot be reached (contract: 503 with Retry-After)."""
+    return error_outcome(
+        Code.INTERNAL_SERVER_ERROR,
+        "The database is unavailable",
+        503,
+        {"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 def _root_errors(planned: list[_Root]) -> list[GraphQLError]:

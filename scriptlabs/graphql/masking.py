@@ -13,6 +13,7 @@ import asyncpg
 from graphql import GraphQLError
 
 from scriptlabs.db.operation import Skipped
+from scriptlabs.db.outage import DatabaseUnavailable
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.fields import graphql_name
 from scriptlabs.labs.columns import DB_FIELDS
@@ -24,6 +25,16 @@ def _public(error: GraphQLError) -> GraphQLError | None:
     original = error.original_error
     if isinstance(original, (Skipped, asyncpg.InFailedSQLTransactionError)):
         return None  # a consequence of an earlier error, reported already
+    if isinstance(original, DatabaseUnavailable):
+        # the runner answers the whole operation with a 503 (db.outage logs the outage)
+        return GraphQLError(
+            "The database is unavailable",
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions={"code": Code.INTERNAL_SERVER_ERROR.value},
+        )
     if isinstance(original, AppError):
         named = original.named(graphql_name)  # a lab field as clients know it
         if named is original:

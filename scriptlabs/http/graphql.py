@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from scriptlabs.db.operation import PoolBusy
+from scriptlabs.db.outage import RETRY_AFTER, DatabaseUnavailable
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphiql import graphiql_html
 from scriptlabs.graphql.context import Services
@@ -233,10 +234,12 @@ class GraphQLEndpoint:
         except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
             if not _gone(exc):
                 return _fault(media)
-            # the database did not answer: our fault, said in the same shape
-            log.exception("database unavailable")
+            # the database did not answer: our fault, said in the same shape (an outage is
+            # logged where it is found, db.outage, not once per refused request)
+            if not isinstance(exc, DatabaseUnavailable):
+                log.warning("database unavailable: %s", exc)
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
-            return Response(body, 503, {"Retry-After": "5"}, media_type=media)
+            return Response(body, 503, {"Retry-After": str(RETRY_AFTER)}, media_type=media)
         except PoolBusy as busy:  # the registered documents could not be read in time
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The service is busy; try again shortly")
             return Response(body, 503, {"Retry-After": str(busy.retry_after)}, media_type=media)
