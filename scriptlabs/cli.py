@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +21,7 @@ import asyncpg
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
+from scriptlabs.ops.logs import log_config
 
 log = logging.getLogger("scriptlabs")
 SCHEMA_FILE = Path("schema.graphql")
@@ -78,9 +82,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "proxy_headers": False,  # client addresses: TRUSTED_PROXIES, in the app
             "access_log": False,
             "server_header": False,
-            "log_level": "info",
+            "log_level": settings.log_level,
+            "log_config": log_config(_log_format(settings), settings.log_level),
         }
         if args.workers > 1:
+            _share_metrics()  # before the workers start: they read it at import
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["JWT_SECRET"] = settings.jwt_secret or ""
             if not os.environ.get("DB_POOL_MAX", "").strip():  # compose passes it empty
@@ -98,6 +104,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 MIN_POOL_PER_WORKER = 4  # with several workers and DB_POOL_MAX unset
+
+
+def _log_format(settings: Settings) -> str:
+    """LOG_FORMAT, or text for a person at a terminal and JSON for everything else."""
+    return settings.log_format or ("text" if sys.stderr.isatty() else "json")
+
+
+def _share_metrics() -> None:
+    """A fresh private folder where the workers keep their metrics, so that a scrape adds up
+    all of them (prometheus-client's multiprocess mode); removed when serve ends."""
+    folder = tempfile.mkdtemp(prefix="scriptlabs-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, True)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -49,6 +49,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def _networks(raw: str) -> tuple[Network, ...]:
     try:
         return tuple(
@@ -124,6 +136,15 @@ class Settings:
     rate_limit_slow_after: int = 3  # sign-in attempts are slowed from this number on
     rate_limit_slow_base_ms: int = 250  # the first delay; it doubles with each attempt
     argon2: Argon2Params = field(default_factory=Argon2Params)
+    # GET /metrics and the access log (scriptlabs.ops): METRICS off stops counting and the
+    # route; METRICS_TOKEN, when set, is the bearer token a scrape must send; at most
+    # METRICS_MAX_OPERATIONS operation names per process, the rest counted as `other`
+    metrics: bool = True
+    metrics_token: str | None = None
+    metrics_max_operations: int = 100
+    access_log: bool = True
+    log_format: str | None = None  # json or text; unset: text on a terminal, else json
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +198,12 @@ class Settings:
             rate_limit_slow_after=_int(env, "RATE_LIMIT_SLOW_AFTER", 3),
             rate_limit_slow_base_ms=_int(env, "RATE_LIMIT_SLOW_BASE_MS", 250),
             argon2=argon2,
+            metrics=_bool(env, "METRICS", True),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            metrics_max_operations=_int(env, "METRICS_MAX_OPERATIONS", 100, minimum=1),
+            access_log=_bool(env, "ACCESS_LOG", True),
+            log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS) or "info",
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)

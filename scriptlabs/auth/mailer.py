@@ -32,6 +32,7 @@ import asyncpg
 
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Pool
+from scriptlabs.ops import metrics
 
 log = logging.getLogger("scriptlabs.mail")
 
@@ -240,15 +241,24 @@ class MailSender:
                 try:
                     await smtp.send_message(compose(settings, mail.to_address, mail.content))
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    log.warning("mail %s to %s not sent: %s", mail.id, mail.to_address, exc)
+                    # the id, not the address: logs carry no email (ops/logs.py)
+                    # (an SMTP refusal's text may name the recipient: its type and code only)
+                    log.warning(
+                        "mail %s not sent: %s %s",
+                        mail.id,
+                        type(exc).__name__,
+                        getattr(exc, "code", ""),
+                    )
                     await self._failed(mail, exc)
                 else:
                     await self._mark(MAIL_SENT, mail.id)
+                    metrics.count_mail("sent")
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await smtp.quit()
 
     async def _failed(self, mail: QueuedMail, exc: BaseException) -> None:
+        metrics.count_mail("failed")
         retry = None if is_permanent(exc) else self.retry_seconds(mail.attempts)
         await self._mark(MAIL_FAILED, mail.id, _describe(exc), retry)
 

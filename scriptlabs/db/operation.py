@@ -30,6 +30,7 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from scriptlabs.errors import AppError, Code
+from scriptlabs.ops import metrics
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
 SET_REQUEST = """
@@ -104,6 +105,9 @@ class Pool:
     gate: asyncio.Semaphore
     wait: float
     statement_timeout_ms: int
+    # for the metrics (ops/metrics.py): connections held, and callers waiting for a turn
+    in_use: int = 0
+    waiting: int = 0
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
@@ -115,17 +119,23 @@ class Pool:
 
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
         if self.gate.locked():  # wait for a turn, for a bounded time
+            self.waiting += 1
             try:
                 await asyncio.wait_for(self.gate.acquire(), self.wait)
             except TimeoutError:
+                metrics.count_db_unavailable("pool_busy")
                 raise PoolBusy(max(1, round(self.wait))) from None
+            finally:
+                self.waiting -= 1
         else:  # a free turn: no timer, no task
             await self.gate.acquire()
         try:
-            return await self.pool.acquire()
+            conn = await self.pool.acquire()
         except BaseException:
             self.gate.release()
             raise
+        self.in_use += 1
+        return conn
 
     async def ping(self) -> None:
         """One trivial statement, taking a turn like any request."""
@@ -133,6 +143,7 @@ class Pool:
             await conn.fetchval("select 1")
 
     async def give_back(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        self.in_use -= 1
         try:
             await self.pool.release(conn)
         finally:

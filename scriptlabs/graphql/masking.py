@@ -7,7 +7,6 @@ validation, variable coercion, the planner and Strawberry's resolvers alike.
 from __future__ import annotations
 
 import logging
-import uuid
 
 import asyncpg
 from graphql import GraphQLError
@@ -16,6 +15,7 @@ from scriptlabs.db.operation import Skipped
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.fields import graphql_name
 from scriptlabs.labs.columns import DB_FIELDS
+from scriptlabs.ops import logs
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -38,15 +38,18 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         )
     if isinstance(original, asyncpg.PostgresError):
         mapped = from_db_error(original, DB_FIELDS).named(graphql_name)
+        extensions = mapped.extensions
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("database error in %s", error.path, exc_info=original)
+            # the id the log line carries (X-Request-Id), so the cause can be found
+            extensions = {**extensions, "requestId": logs.request_id()}
         return GraphQLError(
             mapped.message,
             error.nodes,
             error.source,
             error.positions,
             error.path,
-            extensions=mapped.extensions,
+            extensions=extensions,
         )
     if original is None or error.path is None:
         # parse, validation and variable errors: the request is at fault (a fault outside
@@ -66,7 +69,7 @@ def _public(error: GraphQLError) -> GraphQLError | None:
 
 
 def _internal(error: GraphQLError, original: BaseException | None) -> GraphQLError:
-    request_id = uuid.uuid4().hex
+    request_id = logs.request_id()  # the request's X-Request-Id
     log.error("unexpected error in %s (request %s)", error.path, request_id, exc_info=original)
     return GraphQLError(
         INTERNAL_MESSAGE,

@@ -9,7 +9,7 @@ encoding (orjson). Problems with the request itself are answered in the same
 from __future__ import annotations
 
 import logging
-import uuid
+import re
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,8 @@ from scriptlabs.graphql.context import Services
 from scriptlabs.graphql.execution import Request as Operation
 from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of, client_of
+from scriptlabs.ops import access, logs, metrics
+from scriptlabs.ops.metrics import outcome_of
 
 # What says the database is not there (refused, lost, restarting, out of connections, the pool
 # or connection closed under us): 503 and Retry-After. Any other driver or server error that
@@ -39,9 +41,9 @@ DATABASE_GONE = (
 
 
 def _fault(media: str) -> Response:
-    """A fault of ours, while its exception is handled: logged whole with a request id, and
-    answered in the contract's shape, never as text."""
-    request_id = uuid.uuid4().hex
+    """A fault of ours, while its exception is handled: logged whole with the request's id
+    (X-Request-Id), and answered in the contract's shape, never as text."""
+    request_id = logs.request_id()
     log.exception("request failed (request %s)", request_id)
     body = orjson.dumps(
         {
@@ -153,6 +155,16 @@ async def _params_from_post(request: Request, limit: int) -> dict[str, Any]:
     return params
 
 
+# the name of a document's first operation, for a request without operationName (the
+# metrics' label; a document of several operations needs operationName anyway)
+FIRST_NAME = re.compile(r"\s*(?:query|mutation|subscription)\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _first_name(query: str) -> str | None:
+    found = FIRST_NAME.match(query)
+    return found.group(1) if found else None
+
+
 def _check_shape(params: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
     query, variables = params.get("query"), params.get("variables")
     extensions = params.get("extensions")
@@ -184,29 +196,38 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         media = _media_type(request)
+        request.scope[access.OPERATION] = access.UNKNOWN  # for the metrics and the access line
         try:
-            return await self._handle(request, media)
+            response = await self._handle(request, media)
+            request.scope[access.OUTCOME] = outcome_of(response.body)
+            return response
         except RequestError as exc:
+            request.scope[access.OUTCOME] = exc.code.value
             return Response(
                 error_body(exc.code, exc.message), exc.status, exc.headers, media_type=media
             )
         except AppError as exc:  # the bearer token
+            request.scope[access.OUTCOME] = exc.code.value
             status = 401 if exc.code is Code.UNAUTHENTICATED else 400
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
         except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
+            request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
             if not _gone(exc):
                 return _fault(media)
             # the database did not answer: our fault, said in the same shape
+            metrics.count_db_unavailable()
             log.exception("database unavailable")
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": "5"}, media_type=media)
         except Exception:
+            request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
             return _fault(media)
 
     async def _handle(self, request: Request, media: str) -> Response:
         if request.method == "GET":
             if _wants_html(request):
+                del request.scope[access.OPERATION]  # the explorer's page: no operation
                 return HTMLResponse(graphiql_html("/graphql"))
             params = _params_from_get(request)
             allowed = QUERIES
@@ -216,13 +237,16 @@ class GraphQLEndpoint:
         else:
             raise RequestError(405, Code.BAD_USER_INPUT, "Use GET or POST", {"Allow": "GET, POST"})
         query, variables, operation_name = _check_shape(params)
+        request.scope[access.OPERATION] = operation_name or _first_name(query)
+        client = client_of(request, self.settings.trusted_proxies)
+        request.scope[access.CLIENT] = client.ip_address
         outcome = await self.runner.run(
             Operation(
                 query=query,
                 variables=variables,
                 operation_name=operation_name,
                 claims=claims_of(request, self.verifier),
-                client=client_of(request, self.settings.trusted_proxies),
+                client=client,
                 allowed=allowed,
             )
         )
