@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,6 +75,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 "run `scriptlabs db migrate` (with DATABASE_ADMIN_URL set to the owner's DSN)"
             )
         print(f"==> serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
+        log_format = settings.log_format or ("text" if sys.stderr.isatty() else "json")
+        settings = replace(settings, log_format=log_format)
+        assert settings.database_url is not None
+        os.environ["LOG_FORMAT"] = log_format  # the workers' settings too
         options = {
             "host": args.host,
             "port": args.port,
@@ -83,7 +88,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "access_log": False,
             "server_header": False,
             "log_level": settings.log_level,
-            "log_config": log_config(_log_format(settings), settings.log_level),
+            "log_config": log_config(log_format, settings.log_level),
         }
         if args.workers > 1:
             _share_metrics()  # before the workers start: they read it at import
@@ -104,11 +109,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 MIN_POOL_PER_WORKER = 4  # with several workers and DB_POOL_MAX unset
-
-
-def _log_format(settings: Settings) -> str:
-    """LOG_FORMAT, or text for a person at a terminal and JSON for everything else."""
-    return settings.log_format or ("text" if sys.stderr.isatty() else "json")
 
 
 def _share_metrics() -> None:

@@ -441,3 +441,29 @@ async def test_two_workers_report_the_same_sums_whatever_worker_answers(
     mine = [a for a in access if a.get("operationName") == name]
     assert len(mine) == 20
     assert all(a["status"] == 200 and len(a["requestId"]) == 32 for a in mine)
+
+
+async def test_with_json_logs_and_no_smtp_a_reset_link_is_not_logged(
+    settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    own = await create_database(database, f"scriptlabs_nosmtp_{uuid.uuid4().hex[:8]}")
+    server = replace(
+        settings,
+        database_url=own.dsn,
+        database_admin_url=own.admin_dsn,
+        smtp_host=None,
+        log_format="json",
+        mail_poll_seconds=0.2,
+    )
+    caplog.set_level(logging.INFO)
+    async with serve(server) as client:
+        api = Api(client)
+        user = await api.sign_up()
+        await api.ok(REQUEST, {"e": user.email})
+        started = time.monotonic()
+        while not any("dropped unsent" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() - started < 10, "the mail was not handled"
+            await asyncio.sleep(0.05)
+    written = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "reset-password" not in written
+    assert user.email not in written

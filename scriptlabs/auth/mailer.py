@@ -9,7 +9,8 @@ MAIL_RETRY_MAX_SECONDS. Senders wake on NOTIFY scriptlabs_mail, or every MAIL_PO
 (behind a transaction-mode PgBouncer, where LISTEN does not work, polling alone carries it).
 
 Without SMTP_HOST (development) a message is logged at WARNING on `scriptlabs.mail`, link
-and all, and marked sent, so a person can finish a reset by hand.
+and all, and marked sent, so a person can finish a reset by hand; with JSON logs (a server's,
+shipped and kept) it is dropped with a line that holds no link.
 
 The same task runs the hourly token clean-up (public.cleanup_expired_tokens) unless pg_cron
 does it in the database; an advisory lock keeps concurrent processes from running it at once.
@@ -199,6 +200,11 @@ class MailSender:
             return 0
         if self.settings.smtp_host is None:
             for mail in mails:
+                if self.settings.log_format == "json":
+                    # JSON logs are shipped and kept: a reset link must not reach them
+                    log.warning("SMTP_HOST is not set: mail %s dropped unsent", mail.id)
+                    await self._mark(MAIL_SENT, mail.id)
+                    continue
                 log.warning(
                     "SMTP_HOST is not set, so this mail is logged instead of sent:\n"
                     "To: %s\nSubject: %s\n\n%s",
