@@ -216,6 +216,26 @@ def test_a_million_names_grow_one_recorder_no_further_than_its_limit() -> None:
     assert recorder.operation("a" * 65) == "other"
 
 
+async def test_a_storm_of_scrapes_costs_the_database_one_query(
+    settings: Settings, admin: asyncpg.Connection
+) -> None:
+    calls = (
+        "select coalesce(sum(calls), 0) from pg_stat_statements"
+        " where query like '%scriptlabs_private.api_figures()%'"
+        " and query not like '%pg_stat_statements%'"
+    )
+    loaded = await admin.fetchval(
+        "select current_setting('shared_preload_libraries') like '%pg_stat_statements%'"
+    )
+    async with serve(settings) as client:
+        before = await admin.fetchval(calls) if loaded else 0
+        responses = await asyncio.gather(*(client.get("/metrics") for _ in range(50)))
+        assert {r.status_code for r in responses} == {200}
+        assert all("scriptlabs_database_up 1.0" in r.text for r in responses)
+        if loaded:
+            assert await admin.fetchval(calls) - before == 1
+
+
 async def test_metrics_reveal_no_email_id_or_token(client: httpx.AsyncClient, api: Api) -> None:
     user = await api.sign_up()
     await api.ok("query LeakProbe { me { id email } }", token=user.token)
