@@ -46,12 +46,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# uvicorn's records carry their message again with terminal colours
+_NOT_EXTRA = _RECORD_ATTRIBUTES | {"request_id", "color_message"}
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in record.__dict__.items()
-        if k not in _RECORD_ATTRIBUTES and k != "request_id" and not k.startswith("_")
-    }
+    """The record's extras (`extra=`), in the order given."""
+    attributes = record.__dict__
+    extra = attributes.keys() - _NOT_EXTRA
+    if not extra:
+        return {}
+    return {k: v for k, v in attributes.items() if k in extra and not k.startswith("_")}
 
 
 class JsonFormatter(logging.Formatter):
@@ -95,10 +100,15 @@ class TextFormatter(logging.Formatter):
         return f"{head} {pairs}{sep}{tail}"
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    if _second[0] != seconds:  # once a second, not once a line
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
+    return f"{_second[1]}.{millis:03d}Z"
 
 
 def log_config(log_format: str, level: str) -> dict[str, Any]:
