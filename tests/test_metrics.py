@@ -6,23 +6,27 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from scriptlabs.config import Settings
 from scriptlabs.ops import scrape as exposition
-from scriptlabs.ops.logs import JsonFormatter
-from scriptlabs.ops.metrics import Recorder
+from scriptlabs.ops.logs import JsonFormatter, TextFormatter
+from scriptlabs.ops.metrics import Recorder, forget_dead_workers
 from tests.conftest import Api, Database, SmtpSink, create_database, free_port, serve
 from tests.test_password_reset import NEW_PASSWORD, REQUEST, RESET, SIGN_IN, STATUS, token_in
 
@@ -495,3 +499,48 @@ async def test_with_json_logs_and_no_smtp_a_reset_link_is_not_logged(
     written = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "reset-password" not in written
     assert user.email not in written
+
+
+def test_a_dead_workers_pool_gauges_leave_the_sums(tmp_path: Path) -> None:
+    # a worker that set its share of the gauges, then died without saying so
+    script = (
+        "from scriptlabs.ops import metrics\n"
+        "assert metrics.MULTIPROCESS\n"
+        "metrics.set_pool(3, 1, 4, 4)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+
+    def in_use() -> float | None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(tmp_path))
+        return registry.get_sample_value("scriptlabs_db_pool_connections_in_use")
+
+    assert in_use() == 3
+    forget_dead_workers(str(tmp_path))
+    assert in_use() in (None, 0)
+    assert not list(tmp_path.glob("gauge_live*"))
+
+
+def test_log_lines_as_json_and_as_text() -> None:
+    record = logging.LogRecord(
+        "scriptlabs.access", logging.INFO, __file__, 1, "GET /x 200", None, None
+    )
+    record.__dict__.update(status=200, durationMs=1.5, request_id="ab" * 16)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["requestId"] == rid
+    assert (line["status"], line["durationMs"], line["message"]) == (200, 1.5, "GET /x 200")
+    text = TextFormatter().format(record)
+    assert (
+        text
+        == f"INFO scriptlabs.access: GET /x 200 status=200 durationMs=1.5 requestId={'ab' * 16}"
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord(
+            "scriptlabs", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    formatted = json.loads(JsonFormatter().format(failed))
+    assert formatted["level"] == "error"
+    assert "ValueError: boom" in formatted["exc"]
