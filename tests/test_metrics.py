@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -25,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scriptlabs.config import Settings
 from scriptlabs.ops import scrape as exposition
-from scriptlabs.ops.logs import JsonFormatter, TextFormatter
+from scriptlabs.ops.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from scriptlabs.ops.metrics import Recorder, forget_dead_workers
 from tests.conftest import Api, Database, SmtpSink, create_database, free_port, serve
 from tests.test_password_reset import NEW_PASSWORD, REQUEST, RESET, SIGN_IN, STATUS, token_in
@@ -271,28 +270,24 @@ async def test_metrics_off_means_no_route_and_no_counting(settings: Settings) ->
 
 
 async def test_metrics_answer_while_the_database_is_gone(
-    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(exposition, "FIGURES_TTL", 0.5)  # the figures are kept for a while
-    doomed = await create_database(database, f"scriptlabs_gone_{uuid.uuid4().hex[:8]}")
-    gone = replace(settings, database_url=doomed.dsn, database_admin_url=doomed.admin_dsn)
-    async with serve(gone) as client:
+    async with serve(settings) as client:
         assert value(await scrape(client), "scriptlabs_database_up") == 1
-        admin = await asyncpg.connect(database.admin_dsn)
-        try:
-            name = urlsplit(doomed.dsn).path.lstrip("/")
-            await admin.execute(f'drop database "{name}" with (force)')
-        finally:
-            await admin.close()
+        assert (await client.post("/graphql", json={"query": "{ me { id } }"})).status_code == 200
+        app = client._transport.app  # type: ignore[attr-defined]
+        app.state.services.pool.pool.terminate()  # as if the database went away
         started = time.monotonic()
-        while True:  # the figures are kept for a few seconds
+        while True:
             found = await scrape(client)
             if value(found, "scriptlabs_database_up") == 0:
                 break
             assert time.monotonic() - started < 15, "database_up stayed 1"
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
         assert value(found, "scriptlabs_db_table_cache_hit_ratio") is None
         assert "scriptlabs_graphql_requests_total" in names(found)
+        assert "scriptlabs_db_pool_connections_in_use" in names(found)
 
 
 # -- the request id and the access line
@@ -324,26 +319,30 @@ async def test_each_answer_has_a_request_id_and_one_access_line(
 
 
 async def test_the_request_id_of_a_fault_is_the_response_header(
-    settings: Settings, database: Database
+    settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    doomed = await create_database(database, f"scriptlabs_gone_{uuid.uuid4().hex[:8]}")
-    gone = replace(settings, database_url=doomed.dsn, database_admin_url=doomed.admin_dsn)
-    async with serve(gone) as client:
-        admin = await asyncpg.connect(database.admin_dsn)
-        try:
-            name = urlsplit(doomed.dsn).path.lstrip("/")
-            await admin.execute(f'drop database "{name}" with (force)')
+    own = await create_database(database, f"scriptlabs_fault_{uuid.uuid4().hex[:8]}")
+    faulty = replace(settings, database_url=own.dsn, database_admin_url=own.admin_dsn)
+    async with serve(faulty) as client:
+        api = Api(client)
+        user = await api.sign_up()
+        admin = await asyncpg.connect(own.admin_dsn)
+        try:  # a schema the API does not expect: its statements fail, a fault of ours
+            await admin.execute("alter table public.labs rename to labs_elsewhere")
         finally:
             await admin.close()
-        address = f"gone-{uuid.uuid4().hex[:8]}@example.com"
-        response = await client.post(
-            "/graphql",
-            json={"query": "mutation { requestPasswordReset(email: " + json.dumps(address) + ") }"},
-        )
-        rid = response.headers["x-request-id"]
-        error = response.json()["errors"][0]
-        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR", response.text
-        assert error["extensions"]["requestId"] == rid
+        caplog.handler.addFilter(RequestIdFilter())  # as serve's log configuration has it
+        with caplog.at_level(logging.ERROR):
+            response = await api.post(
+                'mutation { createLab(input: {title: "T", author: "A"}) { id } }',
+                token=user.token,
+            )
+    rid = response.headers["x-request-id"]
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR", response.text
+    assert error["extensions"].get("requestId") == rid, response.text
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert logged and all(r.request_id == rid for r in logged)  # type: ignore[attr-defined]
 
 
 async def test_logs_hold_no_password_token_address_or_mail_body(
@@ -523,10 +522,11 @@ def test_a_dead_workers_pool_gauges_leave_the_sums(tmp_path: Path) -> None:
 
 
 def test_log_lines_as_json_and_as_text() -> None:
+    rid = "ab" * 16
     record = logging.LogRecord(
         "scriptlabs.access", logging.INFO, __file__, 1, "GET /x 200", None, None
     )
-    record.__dict__.update(status=200, durationMs=1.5, request_id="ab" * 16)
+    record.__dict__.update(status=200, durationMs=1.5, request_id=rid)
     line = json.loads(JsonFormatter().format(record))
     assert line["requestId"] == rid
     assert (line["status"], line["durationMs"], line["message"]) == (200, 1.5, "GET /x 200")

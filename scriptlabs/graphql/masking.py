@@ -26,6 +26,19 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         return None  # a consequence of an earlier error, reported already
     if isinstance(original, AppError):
         named = original.named(graphql_name)  # a lab field as clients know it
+        if named.code is Code.INTERNAL_SERVER_ERROR and "requestId" not in named.extensions:
+            # a fault mapped by the domain (from_db_error): logged with its cause, and the
+            # request's id given to the client to find it
+            log.error("internal error in %s", error.path, exc_info=original)
+            extensions = {**named.extensions, "requestId": logs.request_id()}
+            return GraphQLError(
+                named.message,
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                extensions=extensions,
+            )
         if named is original:
             return error
         return GraphQLError(
