@@ -9,8 +9,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from scriptlabs.auth.mailer import MailSender
 from scriptlabs.auth.passwords import Passwords
@@ -28,7 +31,9 @@ from scriptlabs.graphql.schema import build_schema
 from scriptlabs.http.export import ExportEndpoint
 from scriptlabs.http.graphql import GraphQLEndpoint
 from scriptlabs.http.websocket import GraphQLWebSockets
-from scriptlabs.ops import health
+from scriptlabs.ops import health, metrics
+from scriptlabs.ops.access import AccessMiddleware
+from scriptlabs.ops.scrape import MetricsEndpoint
 from scriptlabs.realtime.listener import Listener
 
 log = logging.getLogger("scriptlabs")
@@ -78,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.runner = runner
         endpoint.bind(runner, services)
+        gauges = _start_metrics(metrics_endpoint, services.pool, settings)
         # the outbox's sender, and the token clean-up: it takes turns at the pool like any request
         mail = MailSender(services.pool, settings)
         mail.start()
@@ -93,12 +99,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await sockets.close_all()  # every open subscription gets its close frame
             await listener.stop()
+            await _stop_metrics(gauges)
             await mail.stop()
             await services.pool.breaker.stop()
             await pool.close()
 
     endpoint = _LateEndpoint()
     websocket = _LateSockets()
+    metrics_endpoint = _LateMetrics()
     routes = [
         Route("/graphql", endpoint),  # any method: others get the JSON 405
         WebSocketRoute("/graphql", websocket),  # graphql-transport-ws: subscriptions
@@ -108,7 +116,44 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/export/labs.json", ExportEndpoint("json")),
         Mount(ASSETS_URL_PATH, StaticFiles(directory=GRAPHIQL_ASSETS_DIR, check_dir=False)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    recorder = metrics.Recorder(
+        enabled=settings.metrics, max_operations=settings.metrics_max_operations
+    )
+    middleware = [Middleware(AccessMiddleware, recorder=recorder, access_log=settings.access_log)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class _LateMetrics:
+    """GET /metrics, bound once the lifespan has made the pool."""
+
+    def __init__(self) -> None:
+        self.endpoint: MetricsEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.endpoint is None:
+            raise RuntimeError("the app has not started")
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def _start_metrics(late: _LateMetrics, pool: Pool, settings: Settings) -> asyncio.Task[None] | None:
+    """Bind /metrics; with several workers, keep this one's pool gauges current."""
+    late.endpoint = MetricsEndpoint(pool, settings.metrics_token)
+    if not (settings.metrics and metrics.MULTIPROCESS):
+        return None
+    metrics.forget_dead_workers()
+    return asyncio.create_task(late.endpoint.keep_pool_gauges())
+
+
+async def _stop_metrics(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    metrics.leave()
 
 
 def _settle_memory() -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +23,7 @@ from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
 from scriptlabs.db.outage import DatabaseUnavailable, wait_for_database
+from scriptlabs.ops.logs import log_config
 
 log = logging.getLogger("scriptlabs")
 SCHEMA_FILE = Path("schema.graphql")
@@ -84,6 +89,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 "run `scriptlabs db migrate` (with DATABASE_ADMIN_URL set to the owner's DSN)"
             )
         print(f"==> serving on http://{args.host}:{args.port}/graphql", file=sys.stderr)
+        log_format = settings.log_format or ("text" if sys.stderr.isatty() else "json")
+        settings = replace(settings, log_format=log_format)
+        assert settings.database_url is not None
+        os.environ["LOG_FORMAT"] = log_format  # the workers' settings too
         options = {
             "host": args.host,
             "port": args.port,
@@ -94,12 +103,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "server_header": False,
             # a WebSocket message is a request: the same size limit (http/websocket.py)
             "ws_max_size": settings.max_body_bytes,
-            "log_level": "info",
             # SIGTERM: stop accepting, let requests in flight finish for at most this long,
             # then run the app's shutdown (subscriptions closed, pool closed)
             "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+            "log_level": settings.log_level,
+            "log_config": log_config(log_format, settings.log_level),
         }
         if args.workers > 1:
+            _share_metrics()  # before the workers start: they read it at import
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["JWT_SECRET"] = settings.jwt_secret or ""
             if not os.environ.get("DB_POOL_MAX", "").strip():  # compose passes it empty
@@ -117,6 +128,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 MIN_POOL_PER_WORKER = 4  # with several workers and DB_POOL_MAX unset
+
+
+def _share_metrics() -> None:
+    """A fresh private folder where the workers keep their metrics, so that a scrape adds up
+    all of them (prometheus-client's multiprocess mode); removed when serve ends."""
+    folder = tempfile.mkdtemp(prefix="scriptlabs-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, True)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -59,6 +59,18 @@ def _persisted_queries(env: Mapping[str, str]) -> str:
     return raw
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def _networks(raw: str) -> tuple[Network, ...]:
     try:
         return tuple(
@@ -163,6 +175,15 @@ class Settings:
     ws_session_check_seconds: float = 15.0
     ws_max_subscriptions_per_socket: int = 20
     ws_max_subscriptions_per_user: int = 100  # on one worker
+    # GET /metrics and the access log (scriptlabs.ops): METRICS off stops counting and the
+    # route; METRICS_TOKEN, when set, is the bearer token a scrape must send; at most
+    # METRICS_MAX_OPERATIONS operation names per process, the rest counted as `other`
+    metrics: bool = True
+    metrics_token: str | None = None
+    metrics_max_operations: int = 100
+    access_log: bool = True
+    log_format: str | None = None  # json or text; unset: text on a terminal, else json
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -230,6 +251,12 @@ class Settings:
             ws_session_check_seconds=_int(env, "WS_SESSION_CHECK_SECONDS", 15, minimum=1),
             ws_max_subscriptions_per_socket=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 20),
             ws_max_subscriptions_per_user=_int(env, "WS_MAX_SUBSCRIPTIONS_PER_USER", 100),
+            metrics=_bool(env, "METRICS", True),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            metrics_max_operations=_int(env, "METRICS_MAX_OPERATIONS", 100, minimum=1),
+            access_log=_bool(env, "ACCESS_LOG", True),
+            log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS) or "info",
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from scriptlabs.ops import metrics
+
 
 class Code(enum.StrEnum):
     """`extensions.code` values (CONTRACT.md section 4, Errors)."""
@@ -124,6 +126,7 @@ def from_db_error(exc: BaseException, fields: DbFields = NO_FIELDS) -> AppError:
     if not isinstance(exc, asyncpg.PostgresError):
         return AppError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
     sqlstate = exc.sqlstate or ""
+    metrics.count_db_error(sqlstate)
     constraint: str = getattr(exc, "constraint_name", None) or ""
     code = Code.CONFLICT if sqlstate == "23505" else Code.BAD_USER_INPUT
     if constraint in fields.checks:

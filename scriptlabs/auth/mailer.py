@@ -9,7 +9,8 @@ MAIL_RETRY_MAX_SECONDS. Senders wake on NOTIFY scriptlabs_mail, or every MAIL_PO
 (behind a transaction-mode PgBouncer, where LISTEN does not work, polling alone carries it).
 
 Without SMTP_HOST (development) a message is logged at WARNING on `scriptlabs.mail`, link
-and all, and marked sent, so a person can finish a reset by hand.
+and all, and marked sent, so a person can finish a reset by hand; with JSON logs (a server's,
+shipped and kept) it is dropped with a line that holds no link.
 
 The same task runs the hourly token clean-up (public.cleanup_expired_tokens) unless pg_cron
 does it in the database; an advisory lock keeps concurrent processes from running it at once.
@@ -32,6 +33,7 @@ import asyncpg
 
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Pool
+from scriptlabs.ops import metrics
 
 log = logging.getLogger("scriptlabs.mail")
 
@@ -205,6 +207,11 @@ class MailSender:
             return 0
         if self.settings.smtp_host is None:
             for mail in mails:
+                if self.settings.log_format == "json":
+                    # JSON logs are shipped and kept: a reset link must not reach them
+                    log.warning("SMTP_HOST is not set: mail %s dropped unsent", mail.id)
+                    await self._mark(MAIL_SENT, mail.id)
+                    continue
                 log.warning(
                     "SMTP_HOST is not set, so this mail is logged instead of sent:\n"
                     "To: %s\nSubject: %s\n\n%s",
@@ -247,15 +254,24 @@ class MailSender:
                 try:
                     await smtp.send_message(compose(settings, mail.to_address, mail.content))
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    log.warning("mail %s to %s not sent: %s", mail.id, mail.to_address, exc)
+                    # the id, not the address: logs carry no email (ops/logs.py)
+                    # (an SMTP refusal's text may name the recipient: its type and code only)
+                    log.warning(
+                        "mail %s not sent: %s %s",
+                        mail.id,
+                        type(exc).__name__,
+                        getattr(exc, "code", ""),
+                    )
                     await self._failed(mail, exc)
                 else:
                     await self._mark(MAIL_SENT, mail.id)
+                    metrics.count_mail("sent")
         finally:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await smtp.quit()
 
     async def _failed(self, mail: QueuedMail, exc: BaseException) -> None:
+        metrics.count_mail("failed")
         retry = None if is_permanent(exc) else self.retry_seconds(mail.attempts)
         await self._mark(MAIL_FAILED, mail.id, _describe(exc), retry)
 

@@ -35,6 +35,7 @@ from asyncpg.transaction import Transaction
 
 from scriptlabs.db.outage import Breaker, DatabaseUnavailable, Stopped, is_gone
 from scriptlabs.errors import AppError, Code
+from scriptlabs.ops import metrics
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
 SET_REQUEST = """
@@ -126,6 +127,9 @@ class Pool:
     wait: float
     statement_timeout_ms: int
     breaker: Breaker = field(default_factory=Breaker)
+    # for the metrics (ops/metrics.py): connections held, and callers waiting for a turn
+    in_use: int = 0
+    waiting: int = 0
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
@@ -138,15 +142,19 @@ class Pool:
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
         self.breaker.check()  # the database is down: refused at once, nothing waits
         if self.gate.locked():  # wait for a turn, for a bounded time
+            self.waiting += 1
             try:
                 await asyncio.wait_for(self.gate.acquire(), self.wait)
             except TimeoutError:
+                metrics.count_db_unavailable("pool_busy")
                 raise PoolBusy(max(1, round(self.wait))) from None
+            finally:
+                self.waiting -= 1
         else:  # a free turn: no timer, no task
             await self.gate.acquire()
         try:
             self.breaker.check()  # found down while this one waited
-            return await self.pool.acquire()
+            conn = await self.pool.acquire()
         except BaseException as exc:
             self.gate.release()
             # a connection could not be made (refused, timed out, the server starting or
@@ -157,6 +165,8 @@ class Pool:
                 self.breaker.trip(exc, self._probe)
                 raise DatabaseUnavailable() from exc
             raise
+        self.in_use += 1
+        return conn
 
     async def _probe(self) -> None:
         """Whether the database answers again (the breaker's probe): past the gate, as it
@@ -172,6 +182,7 @@ class Pool:
             await conn.fetchval("select 1")
 
     async def give_back(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        self.in_use -= 1
         try:
             # bounded: after a statement timed out, asyncpg waits for its cancel request to be
             # answered, over a new connection, before the connection is reused; to a database

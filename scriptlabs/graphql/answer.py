@@ -9,7 +9,6 @@ order, so both paths give the same bytes.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from graphql import GraphQLError
 
 from scriptlabs.errors import INTERNAL_MESSAGE, Code
 from scriptlabs.graphql.masking import public_errors
+from scriptlabs.ops import logs
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -69,7 +69,7 @@ def request_errors(errors: list[GraphQLError]) -> Outcome:
 
 
 def internal(exc: BaseException) -> Outcome:
-    request_id = uuid.uuid4().hex
+    request_id = logs.request_id()  # the request's X-Request-Id
     log.error("operation failed at its end (request %s)", request_id, exc_info=exc)
     body = {
         "errors": [

@@ -7,7 +7,6 @@ validation, variable coercion, the planner and Strawberry's resolvers alike.
 from __future__ import annotations
 
 import logging
-import uuid
 
 import asyncpg
 from graphql import GraphQLError
@@ -17,6 +16,7 @@ from scriptlabs.db.outage import DatabaseUnavailable
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.fields import graphql_name
 from scriptlabs.labs.columns import DB_FIELDS
+from scriptlabs.ops import logs
 
 log = logging.getLogger("scriptlabs.graphql")
 
@@ -37,6 +37,19 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         )
     if isinstance(original, AppError):
         named = original.named(graphql_name)  # a lab field as clients know it
+        if named.code is Code.INTERNAL_SERVER_ERROR and "requestId" not in named.extensions:
+            # a fault mapped by the domain (from_db_error): logged with its cause, and the
+            # request's id given to the client to find it
+            log.error("internal error in %s", error.path, exc_info=original)
+            extensions = {**named.extensions, "requestId": logs.request_id()}
+            return GraphQLError(
+                named.message,
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                extensions=extensions,
+            )
         if named is original:
             return error
         return GraphQLError(
@@ -49,15 +62,18 @@ def _public(error: GraphQLError) -> GraphQLError | None:
         )
     if isinstance(original, asyncpg.PostgresError):
         mapped = from_db_error(original, DB_FIELDS).named(graphql_name)
+        extensions = mapped.extensions
         if mapped.code is Code.INTERNAL_SERVER_ERROR:
             log.error("database error in %s", error.path, exc_info=original)
+            # the id the log line carries (X-Request-Id), so the cause can be found
+            extensions = {**extensions, "requestId": logs.request_id()}
         return GraphQLError(
             mapped.message,
             error.nodes,
             error.source,
             error.positions,
             error.path,
-            extensions=mapped.extensions,
+            extensions=extensions,
         )
     if original is None or error.path is None:
         # parse, validation and variable errors: the request is at fault (a fault outside
@@ -77,7 +93,7 @@ def _public(error: GraphQLError) -> GraphQLError | None:
 
 
 def _internal(error: GraphQLError, original: BaseException | None) -> GraphQLError:
-    request_id = uuid.uuid4().hex
+    request_id = logs.request_id()  # the request's X-Request-Id
     log.error("unexpected error in %s (request %s)", error.path, request_id, exc_info=original)
     return GraphQLError(
         INTERNAL_MESSAGE,

@@ -10,7 +10,7 @@ answered in the same `{"errors": [...]}` shape, each with the contract's `extens
 from __future__ import annotations
 
 import logging
-import uuid
+import re
 from typing import Any
 
 import asyncpg
@@ -28,6 +28,8 @@ from scriptlabs.graphql.execution import Request as Operation
 from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of, client_of
 from scriptlabs.http.persisted import PersistedError, persisted_queries
+from scriptlabs.ops import access, logs, metrics
+from scriptlabs.ops.metrics import outcome_of
 
 # What says the database is not there (refused, lost, restarting, out of connections, the pool
 # or connection closed under us): 503 and Retry-After. Any other driver or server error that
@@ -43,9 +45,9 @@ DATABASE_GONE = (
 
 
 def _fault(media: str) -> Response:
-    """A fault of ours, while its exception is handled: logged whole with a request id, and
-    answered in the contract's shape, never as text."""
-    request_id = uuid.uuid4().hex
+    """A fault of ours, while its exception is handled: logged whole with the request's id
+    (X-Request-Id), and answered in the contract's shape, never as text."""
+    request_id = logs.request_id()
     log.exception("request failed (request %s)", request_id)
     body = orjson.dumps(
         {
@@ -157,6 +159,16 @@ async def _params_from_post(request: Request, limit: int) -> dict[str, Any]:
     return params
 
 
+# the name of a document's first operation, for a request without operationName (the
+# metrics' label; a document of several operations needs operationName anyway)
+FIRST_NAME = re.compile(r"\s*(?:query|mutation|subscription)\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _first_name(query: str) -> str | None:
+    found = FIRST_NAME.match(query)
+    return found.group(1) if found else None
+
+
 def _check_shape(
     params: dict[str, Any],
 ) -> tuple[str | None, dict[str, Any] | None, str | None, dict[str, Any] | None]:
@@ -221,34 +233,44 @@ class GraphQLEndpoint:
         return response
 
     async def _answer(self, request: Request, media: str) -> Response:
+        request.scope[access.OPERATION] = access.UNKNOWN  # for the metrics and the access line
         try:
-            return await self._handle(request, media)
+            response = await self._handle(request, media)
+            request.scope[access.OUTCOME] = outcome_of(response.body)
+            return response
         except RequestError as exc:
+            request.scope[access.OUTCOME] = exc.code.value
             return Response(
                 error_body(exc.code, exc.message), exc.status, exc.headers, media_type=media
             )
         except AppError as exc:  # the bearer token
+            request.scope[access.OUTCOME] = exc.code.value
             status = 401 if exc.code is Code.UNAUTHENTICATED else 400
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
         except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
+            request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
             if not _gone(exc):
                 return _fault(media)
             # the database did not answer: our fault, said in the same shape (an outage is
             # logged where it is found, db.outage, not once per refused request)
+            metrics.count_db_unavailable()
             if not isinstance(exc, DatabaseUnavailable):
                 log.warning("database unavailable: %s", exc)
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The database is unavailable")
             return Response(body, 503, {"Retry-After": str(RETRY_AFTER)}, media_type=media)
         except PoolBusy as busy:  # the registered documents could not be read in time
+            request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
             body = error_body(Code.INTERNAL_SERVER_ERROR, "The service is busy; try again shortly")
             return Response(body, 503, {"Retry-After": str(busy.retry_after)}, media_type=media)
         except Exception:
+            request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
             return _fault(media)
 
     async def _handle(self, request: Request, media: str) -> Response:
         if request.method == "GET":
             if _wants_html(request):
+                del request.scope[access.OPERATION]  # the explorer's page: no operation
                 return HTMLResponse(graphiql_html("/graphql"))
             params = _params_from_get(request)
             allowed = QUERIES
@@ -263,13 +285,16 @@ class GraphQLEndpoint:
             resolved = await self.persisted.resolve(query, extensions)
         except PersistedError as exc:
             return self._refused(exc, media)
+        request.scope[access.OPERATION] = operation_name or _first_name(resolved.query)
+        client = client_of(request, self.settings.trusted_proxies)
+        request.scope[access.CLIENT] = client.ip_address
         outcome = await self.runner.run(
             Operation(
                 query=resolved.query,
                 variables=variables,
                 operation_name=operation_name,
                 claims=claims,
-                client=client_of(request, self.settings.trusted_proxies),
+                client=client,
                 allowed=allowed,
             )
         )
