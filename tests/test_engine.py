@@ -66,11 +66,11 @@ async def _timed(c: httpx.AsyncClient, body: dict[str, object], token: str) -> t
 async def test_one_slow_count_fits_the_budget(
     tight: httpx.AsyncClient, big_catalogue: User
 ) -> None:
-    # the premise of the tests below: each field alone is well under the budget
-    elapsed, result = await _timed(tight, {"query": _many_slow_counts(1)}, big_catalogue.token)
+    # the premise of the tests below: each field alone fits the budget (no TIMEOUT); its
+    # wall-clock time is not asserted, as it includes whatever else the machine is doing
+    _, result = await _timed(tight, {"query": _many_slow_counts(1)}, big_catalogue.token)
     assert "errors" not in result, result
     assert result["data"]["c0"]["totalCount"] == 0
-    assert elapsed < BUDGET_MS / 1000
 
 
 @pytest.mark.parametrize("planned", [True, False])
