@@ -1,4 +1,5 @@
-"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export."""
+"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export,
+backup, restore."""
 
 from __future__ import annotations
 
@@ -250,6 +251,39 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.backup import BackupError, backup
+    from scriptlabs.ops.progress import terminal
+
+    with database(settings, migrate_embedded=False) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        try:
+            asyncio.run(backup(admin, Path(args.file), terminal()))
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.backup import BackupError, restore
+    from scriptlabs.ops.progress import terminal
+
+    with database(settings, migrate_embedded=False) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None and settings.database_url is not None
+        password = urlsplit(settings.database_url).password
+        try:
+            applied = asyncio.run(
+                restore(admin, Path(args.file), terminal(), authenticator_password=password)
+            )
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+    if applied:
+        print(f"==> applied migrations: {', '.join(applied)}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -306,6 +340,13 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--user", required=True, metavar="EMAIL")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.set_defaults(run=cmd_export)
+
+    backup = sub.add_parser("backup", help="write a consistent dump of the database to FILE")
+    backup.add_argument("file", metavar="FILE")
+    backup.set_defaults(run=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into an empty database")
+    restore.add_argument("file", metavar="FILE")
+    restore.set_defaults(run=cmd_restore)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"
