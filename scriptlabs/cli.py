@@ -168,7 +168,10 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     others, others_labs = args.others or 0, args.others_labs or 0
     if others < 0 or others_labs < 0:
         raise CommandError("--others and --others-labs must be 0 or more")
+    from scriptlabs.ops.progress import Progress, terminal
+
     password_hash = make_hasher(settings.argon2).hash(args.password)
+    bar = Progress(terminal(), "loaded", "labs", args.labs + others * others_labs)
     with database(settings) as settings:
         admin = settings.database_admin_url or settings.database_url
         assert admin is not None
@@ -181,8 +184,15 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
                 others_labs=others_labs,
                 password=args.password,
                 password_hash=password_hash,
+                progress=(
+                    (lambda done, step: bar.show(done, step, force=bool(step)))
+                    if bar.stream is not None
+                    else None
+                ),
             )
         )
+    people = f"{len(users):,} user" + ("" if len(users) == 1 else "s")
+    bar.finish(f"loaded {sum(user.labs for user in users):,} labs for {people}")
     for user in users:
         print(f"{user.email}\t{user.id}\t{user.labs}")
     return 0
