@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from scriptlabs.db.migrate import migrate, sql_dir
+from scriptlabs.db.migrate import MigrationError, migrate, sql_dir
 from scriptlabs.ops.progress import Progress, human_seconds
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -331,7 +331,13 @@ async def restore(
             f"pg_restore failed (exit status {status}); nothing was restored:\n{_errors(tail)}"
         )
     bar.finish(f"restored {file} ({total:,} bytes) in {human_seconds(time.monotonic() - started)}")
-    return await migrate(admin_dsn, authenticator_password=authenticator_password)
+    try:
+        return await migrate(admin_dsn, authenticator_password=authenticator_password)
+    except MigrationError as exc:
+        raise BackupError(
+            f"{file} was restored, but its schema does not match the migrations of this "
+            f"version: {exc}"
+        ) from None
 
 
 def _archive(file: Path) -> tuple[int, str]:
