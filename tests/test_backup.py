@@ -247,6 +247,7 @@ async def test_restore_refuses_a_database_that_is_not_empty(
     done = await asyncio.to_thread(run_cli, database, "restore", str(file))
     assert done.returncode == 2
     assert b"is not empty" in done.stderr
+    assert b"create a new one" in done.stderr
     assert await count_own_tables(database) == tables
 
 
@@ -323,4 +324,26 @@ async def test_backup_and_restore_show_progress_on_a_terminal(
     assert done.returncode == 0, shown
     assert b"restored 0 B of " in shown  # its first line, before pg_restore reads
     assert f"restored {file} ({size:,} bytes) in ".encode() in shown
+    assert await count_own_tables(target) == await count_own_tables(source)
+
+
+async def test_a_backup_of_a_schema_that_differs_is_restored_and_the_difference_named(
+    database: Database, tmp_path: Path
+) -> None:
+    source = await create_database(database, f"scriptlabs_backup_{uuid.uuid4().hex[:8]}")
+    conn = await asyncpg.connect(source.admin_dsn)
+    try:  # as if 001_roles.sql had been applied in another text
+        await conn.execute(
+            "update scriptlabs_meta.schema_migrations set checksum = 'other'"
+            " where version = '001_roles'"
+        )
+    finally:
+        await conn.close()
+    file = tmp_path / "b.backup"
+    assert (await asyncio.to_thread(run_cli, source, "backup", str(file))).returncode == 0
+    target = await empty_database(database)
+    done = await asyncio.to_thread(run_cli, target, "restore", str(file))
+    assert done.returncode == 2
+    assert b"was restored, but its schema does not match" in done.stderr
+    assert b"001_roles.sql was changed after it was applied" in done.stderr
     assert await count_own_tables(target) == await count_own_tables(source)

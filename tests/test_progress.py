@@ -28,8 +28,8 @@ def test_the_line_leaves_out_what_it_cannot_know() -> None:
     bar = at(Progress(None, "backed up", "rows"), 100.0)
     assert bar.line(0, 100.1) == "backed up 0 rows"  # no total, no rate yet
     assert bar.line(5_000, 110.0) == "backed up 5,000 rows, 500/s"
-    over = at(Progress(None, "backed up", "rows", 100), 100.0)  # an estimate exceeded
-    assert over.line(150, 101.0) == "backed up 150 of 100 rows (100%), 150/s"
+    over = at(Progress(None, "backed up", "rows", 100, estimated=True), 100.0)  # exceeded
+    assert over.line(150, 101.0) == "backed up 150 of about 100 rows (100%), 150/s"
 
 
 def test_amounts_in_bytes_and_times_read_as_a_person_would() -> None:

@@ -229,7 +229,7 @@ async def backup(admin_dsn: str, file: Path, progress: TextIO | None) -> int:
     app_name = f"scriptlabs-backup-{secrets.token_hex(4)}"
     env["PGAPPNAME"] = app_name
     draft = file.with_name(f".{file.name}.{secrets.token_hex(4)}.partial")
-    bar = Progress(progress, "backed up", "rows (estimated)", estimated)
+    bar = Progress(progress, "backed up", "rows", estimated, estimated=True)
     seen: dict[int, int] = {}  # rows copied per table, as last polled
     step = ""
     tables = 0
@@ -283,8 +283,8 @@ async def restore(
         name = urlsplit(admin_dsn).path.lstrip("/") or "the database"
         raise BackupError(
             f"{name} is not empty ({own} tables, functions or schemas of its own): a backup "
-            "is restored into an empty database only; create a new one and point "
-            "DATABASE_URL and DATABASE_ADMIN_URL at it"
+            "is restored into an empty database only: create a new one and point "
+            "DATABASE_URL and DATABASE_ADMIN_URL at it (embedded: a new SCRIPTLABS_DATA_DIR)"
         )
     pg_restore = find_tool("pg_restore", major)
 

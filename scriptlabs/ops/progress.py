@@ -43,8 +43,8 @@ class Progress:
     """`<verb> <done> of <total> <unit> (<share>), <rate>/s, <time> left[, <step>]`.
 
     With no total (0), the share and the time left are left out. `in_bytes` writes amounts
-    as `12.3 MB`. Without a stream every call does nothing, so callers need no test of
-    their own.
+    as `12.3 MB`; `estimated` says the total is an estimate (`of about 1,000,000`). Without
+    a stream every call does nothing, so callers need no test of their own.
     """
 
     def __init__(
@@ -55,12 +55,14 @@ class Progress:
         total: int = 0,
         *,
         in_bytes: bool = False,
+        estimated: bool = False,
     ) -> None:
         self.stream = stream
         self.verb = verb
         self.unit = unit
         self.total = total
         self.in_bytes = in_bytes
+        self.estimated = estimated
         self.started = time.monotonic()
         self.shown = 0.0
 
@@ -71,7 +73,7 @@ class Progress:
         """The text of the line for `done` at `now` (time.monotonic())."""
         text = f"{self.verb} {self._amount(done)}"
         if self.total:
-            text += f" of {self._amount(self.total)}"
+            text += f" of {'about ' if self.estimated else ''}{self._amount(self.total)}"
             text += f" {self.unit}" if self.unit else ""
             text += f" ({min(done, self.total) * 100 // self.total}%)"
         elif self.unit:
