@@ -347,3 +347,18 @@ async def test_a_backup_of_a_schema_that_differs_is_restored_and_the_difference_
     assert b"was restored, but its schema does not match" in done.stderr
     assert b"001_roles.sql was changed after it was applied" in done.stderr
     assert await count_own_tables(target) == await count_own_tables(source)
+
+
+async def test_two_restores_at_once_into_one_database_give_one_whole_copy(
+    database: Database, tmp_path: Path
+) -> None:
+    file = tmp_path / "b.backup"
+    await backed_up_database(database, file)
+    target = await empty_database(database)
+    done = await asyncio.gather(
+        *(asyncio.to_thread(run_cli, target, "restore", str(file)) for _ in range(2))
+    )
+    assert sorted(d.returncode for d in done) == [0, 2], [d.stderr for d in done]
+    refused = next(d for d in done if d.returncode == 2)
+    assert b"is not empty" in refused.stderr or b"nothing was restored" in refused.stderr
+    assert await count_own_tables(target) == await count_own_tables(database)
