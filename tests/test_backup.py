@@ -171,6 +171,7 @@ async def test_a_backup_under_writes_restores_to_a_copy_the_api_serves_unchanged
     assert (done.stdout, done.stderr) == (b"", b"")  # not a terminal: nothing extra
     assert last_possible > first_possible, "the API did not answer during the backup"
     assert file.read_bytes()[:5] == b"PGDMP"
+    assert file.stat().st_mode & 0o777 == 0o600  # password hashes and tokens: the owner's only
 
     target = await empty_database(database)
     done = await asyncio.to_thread(run_cli, target, "restore", str(file))
@@ -286,6 +287,9 @@ async def test_a_failed_backup_leaves_no_file(database: Database, tmp_path: Path
     assert done.returncode == 2
     assert b"no_such_db" in done.stderr
     assert os.listdir(tmp_path) == []
+    done = await asyncio.to_thread(run_cli, database, "backup", str(tmp_path / "no" / "b.backup"))
+    assert done.returncode == 2
+    assert b"cannot write beside" in done.stderr
 
 
 def on_terminal(db: Database, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:

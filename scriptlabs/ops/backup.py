@@ -228,7 +228,7 @@ async def backup(admin_dsn: str, file: Path, progress: TextIO | None) -> int:
     dsn, env = libpq_target(admin_dsn)
     app_name = f"scriptlabs-backup-{secrets.token_hex(4)}"
     env["PGAPPNAME"] = app_name
-    draft = file.with_name(f".{file.name}.{secrets.token_hex(4)}.partial")
+    draft = _private_draft(file)
     bar = Progress(progress, "backed up", "rows", estimated, estimated=True)
     seen: dict[int, int] = {}  # rows copied per table, as last polled
     step = ""
@@ -338,6 +338,17 @@ async def restore(
             f"{file} was restored, but its schema does not match the migrations of this "
             f"version: {exc}"
         ) from None
+
+
+def _private_draft(file: Path) -> Path:
+    """An empty file beside `file`, readable by its owner only, for pg_dump to fill: a
+    backup holds password hashes and tokens (pg_dump keeps the mode of a file it truncates)."""
+    draft = file.with_name(f".{file.name}.{secrets.token_hex(4)}.partial")
+    try:
+        os.close(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise BackupError(f"cannot write beside {file}: {exc.strerror}") from None
+    return draft
 
 
 def _archive(file: Path) -> tuple[int, str]:
