@@ -1,4 +1,5 @@
-"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export."""
+"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export,
+backup, restore."""
 
 from __future__ import annotations
 
@@ -205,7 +206,10 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     others, others_labs = args.others or 0, args.others_labs or 0
     if others < 0 or others_labs < 0:
         raise CommandError("--others and --others-labs must be 0 or more")
+    from scriptlabs.ops.progress import Progress, terminal
+
     password_hash = make_hasher(settings.argon2).hash(args.password)
+    bar = Progress(terminal(), "loaded", "labs", args.labs + others * others_labs)
     with database(settings) as settings:
         admin = settings.database_admin_url or settings.database_url
         assert admin is not None
@@ -218,8 +222,15 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
                 others_labs=others_labs,
                 password=args.password,
                 password_hash=password_hash,
+                progress=(
+                    (lambda done, step: bar.show(done, step, force=bool(step)))
+                    if bar.stream is not None
+                    else None
+                ),
             )
         )
+    people = f"{len(users):,} user" + ("" if len(users) == 1 else "s")
+    bar.finish(f"loaded {sum(user.labs for user in users):,} labs for {people}")
     for user in users:
         print(f"{user.email}\t{user.id}\t{user.labs}")
     return 0
@@ -288,6 +299,39 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.backup import BackupError, backup
+    from scriptlabs.ops.progress import terminal
+
+    with database(settings, migrate_embedded=False) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        try:
+            asyncio.run(backup(admin, Path(args.file), terminal()))
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.backup import BackupError, restore
+    from scriptlabs.ops.progress import terminal
+
+    with database(settings, migrate_embedded=False) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None and settings.database_url is not None
+        password = urlsplit(settings.database_url).password
+        try:
+            applied = asyncio.run(
+                restore(admin, Path(args.file), terminal(), authenticator_password=password)
+            )
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+    if applied:
+        print(f"==> applied migrations: {', '.join(applied)}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -344,6 +388,13 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--user", required=True, metavar="EMAIL")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.set_defaults(run=cmd_export)
+
+    backup = sub.add_parser("backup", help="write a consistent dump of the database to FILE")
+    backup.add_argument("file", metavar="FILE")
+    backup.set_defaults(run=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into an empty database")
+    restore.add_argument("file", metavar="FILE")
+    restore.set_defaults(run=cmd_restore)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"

@@ -279,6 +279,19 @@ def generate_labs(
         yield writers[u](slot)
 
 
+def _counted(
+    records: Iterator[LabRecord], progress: Callable[[int, str], None] | None
+) -> Iterator[LabRecord]:
+    """`records`, telling `progress` how many went by (every 1,000)."""
+    if progress is None:
+        yield from records
+        return
+    for done, record in enumerate(records, 1):
+        yield record
+        if done % 1000 == 0:
+            progress(done, "")
+
+
 def quote_literal(text: str) -> str:
     """A SQL string literal (COMMENT takes no parameter)."""
     return "'" + text.replace("'", "''") + "'"
@@ -302,6 +315,7 @@ async def load_demo_data(
     password_hash: str,
     now: datetime | None = None,
     bulk: int = BULK_LABS,
+    progress: Callable[[int, str], None] | None = None,
 ) -> list[DemoUser]:
     """Add `users` demo users sharing `labs` labs, then `others` more with `others_labs` labs
     each, in one transaction, their labs interleaved; return them in number order.
@@ -309,7 +323,8 @@ async def load_demo_data(
     Connects to `admin_dsn` as the database owner. `password_hash` is the argon2id hash of
     `password` (checked, so the two cannot disagree). `now` anchors the timestamps (default:
     today, 00:00 UTC). Nothing is left behind when it fails. From `bulk` labs on, the
-    text-search index is built again after the rows instead of row by row.
+    text-search index is built again after the rows instead of row by row. `progress`, when
+    given, is called with the labs written so far and the step (a progress line).
     """
     if users < 1:
         raise ValueError("users must be at least 1")
@@ -349,11 +364,16 @@ async def load_demo_data(
                     "labs",
                     schema_name="public",
                     columns=LAB_COLUMNS,
-                    records=generate_labs(
-                        [(k, user.id, user.labs) for k, user in zip(numbers, added, strict=True)],
-                        anchor=anchor,
+                    records=_counted(
+                        generate_labs(
+                            [(k, u.id, u.labs) for k, u in zip(numbers, added, strict=True)],
+                            anchor=anchor,
+                        ),
+                        progress,
                     ),
                 )
+            if progress is not None:
+                progress(sum(counts), "building indexes" if rebuilt else "analysing")
             if rebuilt:
                 await conn.execute(BUILD_INDEXES)
             for index in rebuilt:

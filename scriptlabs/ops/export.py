@@ -10,7 +10,6 @@ to standard error when it is a terminal.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from dataclasses import replace
 from typing import BinaryIO, TextIO
@@ -23,6 +22,7 @@ from scriptlabs.config import Settings
 from scriptlabs.db.operation import Operation, Pool
 from scriptlabs.db.pool import create_pool
 from scriptlabs.labs.export import Format, count_labs, export_chunks, open_cursor
+from scriptlabs.ops.progress import Progress
 
 FIND_USER = "select id, email from auth.users where lower(email) = lower($1)"
 
@@ -72,7 +72,7 @@ async def export_user_labs(
     try:
         total = await count_labs(op) if progress is not None else 0
         await open_cursor(op, fmt)
-        bar = Progress(progress, total)
+        bar = Progress(progress, "exported", "labs", total)
         async for chunk, rows in export_chunks(op, fmt):
             out.write(chunk)
             written += rows
@@ -83,29 +83,3 @@ async def export_user_labs(
         await op.end(commit=False)
         await raw.close()
     return written
-
-
-class Progress:
-    """`exported 120,000 of 1,000,000 labs (12%)` on one line, at most ten times a second."""
-
-    def __init__(self, stream: TextIO | None, total: int) -> None:
-        self.stream = stream
-        self.total = total
-        self.shown = 0.0
-
-    def show(self, done: int, *, force: bool = False) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not force and now - self.shown < 0.1:
-            return
-        self.shown = now
-        share = f" ({done * 100 // self.total}%)" if self.total else ""
-        self.stream.write(f"\rexported {done:,} of {self.total:,} labs{share}")
-        self.stream.flush()
-
-    def done(self, done: int) -> None:
-        if self.stream is not None:
-            self.show(done, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
