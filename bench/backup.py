@@ -9,7 +9,7 @@ It uses the embedded PostgreSQL of the data folder that `bench/run` loads and wr
 to its database. The restore needs about the database's size again in free disk space (and
 the WAL of that much). With --restore-cluster, the restore goes instead into the database of
 a new embedded cluster made in DIR (the case of a new server; removed after each round), so
-the bench cluster's disk gets nothing. Run it under the bench lock, as every benchmark.
+the bench cluster's disk gets nothing.
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ with --compare, the two ways to format rows (PostgreSQL or Python) read straight
 
 It uses the embedded PostgreSQL of the data folder that `bench/run` loads (`--catalogues 1m`
 loads the 1,000,000-lab user there; this script loads nothing and writes nothing), and starts
-`scriptlabs serve` with default settings on a free port. Run it under the bench lock:
-`flock /tmp/scriptlabs-bench.lock bench/export.py ...`.
+`scriptlabs serve` with default settings on a free port.
 """
 
 from __future__ import annotations
