@@ -242,9 +242,11 @@ async def test_a_flood_during_an_outage_gets_fast_503s_and_nothing_piles_up(
         )
         for answer in answers:
             _check_refusal(answer)
-        # nothing waits for a turn or a connection: the gate is free, no task was left behind
+        # nothing waits for a turn or a connection: the gate is free, and no task was left
+        # behind per request (the session's other background tasks, such as a LISTEN
+        # connection reconnecting, come and go: a few, never one per request of the 300)
         assert not pool.gate.locked()
-        assert len(asyncio.all_tasks()) <= tasks_before + 1
+        assert len(asyncio.all_tasks()) <= tasks_before + 10
         assert pool.breaker.down
     finally:
         await asyncio.to_thread(cluster.start)

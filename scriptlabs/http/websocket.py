@@ -273,7 +273,8 @@ class GraphQLSocket:
 
     async def _session_live(self, claims: Claims) -> bool:
         """Whether the token's session is live (True for a token without one). A database
-        that does not answer at init closes the socket (1011); later checks keep it."""
+        that does not answer at init closes the socket with 1013 (try again later: clients
+        such as graphql-ws retry); later checks keep it."""
         if claims.session_id is None or claims.sub is None:
             return True
         try:
@@ -282,7 +283,7 @@ class GraphQLSocket:
             )
         except DATABASE_FAULTS as exc:
             if self.claims is None:
-                raise Close(INTERNAL, "The database is unavailable") from exc
+                raise Close(TRY_AGAIN_LATER, "The database is unavailable") from exc
             return True
 
     async def _handle(self, message: dict[str, Any]) -> None:
