@@ -1,0 +1,502 @@
+"""Import of a catalogue from CSV: the export's own file, or a Goodreads library export.
+
+`scriptlabs import` (scriptlabs.ops.imports) and POST /import/labs.csv (scriptlabs.http.imports)
+both drive a `LabImport`: they feed it text as it arrives and it inserts the good rows in
+batches, inside the one operation (transaction, role, claims) they give it.
+
+- Columns are named by the header (line 1): the export's (`title`, `author`, ...,
+  `createdAt`, `updatedAt`; `id` is ignored: the labs get new ids), or a Goodreads export's
+  (`Title`, `Author`, `ISBN13`/`ISBN`, `My Rating`, `Exclusive Shelf`, `Year Published` or
+  else `Original Publication Year`, `My Review`, `Date Added`). Other columns are ignored.
+- The rules are createLab's (scriptlabs.labs.rules): the same trimming, ISBN check, limits.
+- createdAt and updatedAt of the export are kept, so a catalogue moved between accounts
+  keeps its dates and order; Goodreads' `Date Added` becomes createdAt. Otherwise now().
+- An empty field is null (`""` and an empty field read the same through the csv module, so
+  empty notes come back as null notes).
+- Goodreads: `="0441172717"` is the ISBN 0441172717, `=""` none; ISBN13 is preferred when
+  both are there; `My Rating` 0 means unrated; shelves read, currently-reading and to-read
+  map to READ, READING and TO_READ, and a custom exclusive shelf is TO_READ (a shelf is a
+  name the user made up: it says the book is on a list, not that it has been read); reviews
+  are kept as they are (`<br/>` and all) in notes.
+- Errors name the line (physical, header = 1) and the field (the Lab field's GraphQL name;
+  null for a record that is not valid CSV). Every bad row is validated and counted; the
+  first `MAX_ERRORS` are kept, so memory stays bounded for any file.
+- All or nothing: once a row is bad, nothing more is inserted (validation goes on to the
+  end) and the caller rolls back; with `skip_bad`, the good rows go in.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from scriptlabs.db.operation import Operation
+from scriptlabs.errors import Code, FieldError, from_db_error
+from scriptlabs.labs import rules
+from scriptlabs.labs.columns import BY_ATTRIBUTE, DB_FIELDS, WRITABLE, ReadingStatus
+from scriptlabs.labs.csv_records import CsvError, CsvRecords, Record
+
+BATCH_ROWS = 2000
+MAX_ERRORS = 1000
+
+# attribute → the Lab field's GraphQL name, as the export's header and errors name it
+GRAPHQL_NAMES = {
+    "id": "id",
+    "title": "title",
+    "author": "author",
+    "category": "category",
+    "publication_year": "publicationYear",
+    "isbn": "isbn",
+    "rating": "rating",
+    "reading_status": "readingStatus",
+    "notes": "notes",
+    "cover_url": "coverUrl",
+    "created_at": "createdAt",
+    "updated_at": "updatedAt",
+}
+BY_GRAPHQL_NAME = {name: attribute for attribute, name in GRAPHQL_NAMES.items()}
+
+STATUS_NAMES = {s.name: s for s in ReadingStatus}
+SHELVES = {
+    "read": ReadingStatus.READ,
+    "currently-reading": ReadingStatus.READING,
+    "to-read": ReadingStatus.TO_READ,
+}
+GOODREADS_ONLY = frozenset(
+    {"Exclusive Shelf", "My Rating", "ISBN13", "Year Published", "My Review", "Book Id"}
+)
+_GOODREADS_TEXT = re.compile(r'^="(.*)"$', re.DOTALL)  # how Goodreads keeps ISBNs as text
+_GOODREADS_DATE = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$")
+
+# the columns an import writes: createLab's, and the two times
+_WRITTEN = (*WRITABLE, BY_ATTRIBUTE["created_at"], BY_ATTRIBUTE["updated_at"])
+_COLUMNS = [f.column for f in _WRITTEN]
+_TYPES = {f.column: "text" if f.sql_type == "varchar" else f.sql_type for f in _WRITTEN}
+# rows without times are made a microsecond apart, in the file's order, so that the
+# catalogue lists them as the file has them (one statement's now() is the same for all)
+_NOW = f"now() + make_interval(secs => (${len(_COLUMNS) + 1}::bigint + t.n) / 1e6)"
+_VALUES = [
+    f"coalesce(t.created_at, {_NOW})"
+    if f.column == "created_at"
+    else f"coalesce(t.updated_at, greatest(t.created_at, {_NOW}))"
+    if f.column == "updated_at"
+    else f"coalesce(t.{f.column}, {f.default})"
+    if f.default
+    else f"t.{f.column}"
+    for f in _WRITTEN
+]
+# one statement per batch; RLS and the column default put the caller's user_id on each row
+INSERT_LABS = f"""
+insert into public.labs ({", ".join(_COLUMNS)})
+select {", ".join(_VALUES)}
+from unnest({", ".join(f"${i}::{_TYPES[c]}[]" for i, c in enumerate(_COLUMNS, 1))})
+     with ordinality as t({", ".join(_COLUMNS)}, n)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    field: str | None
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "message": self.message}
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" + (f", {self.field}" if self.field else "")
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class Report:
+    """What an import did: rows inserted, and the bad rows (the first MAX_ERRORS of them)."""
+
+    inserted: int = 0
+    rows: int = 0  # data rows read
+    bad_rows: int = 0
+    error_count: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    fatal: bool = False  # the file could not be read to its end
+
+    def add(self, error: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error)
+
+    def as_json(self, *, imported: bool) -> dict[str, Any]:
+        return {
+            "inserted": self.inserted if imported else 0,
+            "errors": [e.as_json() for e in self.errors],
+            "errorCount": self.error_count,
+            "rows": self.rows,
+        }
+
+
+class HeaderError(ValueError):
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# a row's fields → its values (attribute → value); a value that is not of its field's type
+# is left out and its error added to the list, so one row's every bad field is named
+Reader = Callable[[list[str], list[FieldError]], dict[str, Any]]
+Converter = Callable[[str], Any]
+
+
+def _convert(
+    picks: list[tuple[str, int, Converter]], fields: list[str], problems: list[FieldError]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for attribute, i, convert in picks:
+        try:
+            values[attribute] = convert(fields[i])
+        except FieldError as exc:
+            problems.append(exc)
+    return values
+
+
+def _text(raw: str) -> str | None:
+    return raw if raw != "" else None
+
+
+def _whole(name: str) -> Callable[[str], int | None]:
+    def read(raw: str) -> int | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        if not raw.isascii() or not raw.lstrip("-").isdigit():
+            raise FieldError(name, "{field} must be a whole number")
+        return int(raw)
+
+    return read
+
+
+def _status(raw: str) -> ReadingStatus | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    status = STATUS_NAMES.get(raw.upper())
+    if status is None:
+        raise FieldError("reading_status", "{field} must be TO_READ, READING or READ")
+    return status
+
+
+def _time(name: str) -> Callable[[str], dt.datetime | None]:
+    def read(raw: str) -> dt.datetime | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        try:
+            value = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise FieldError(name, "{field} must be an ISO 8601 date and time") from None
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+    return read
+
+
+def _kept(raw: str) -> str:
+    return raw  # title and author: blank is refused by the rules, as createLab refuses it
+
+
+EXPORT_READERS: dict[str, Converter] = {
+    "title": _kept,
+    "author": _kept,
+    "category": _text,
+    "publication_year": _whole("publication_year"),
+    "isbn": _text,
+    "rating": _whole("rating"),
+    "reading_status": _status,
+    "notes": _text,
+    "cover_url": _text,
+    "created_at": _time("created_at"),
+    "updated_at": _time("updated_at"),
+}
+
+
+def _goodreads_isbn(raw: str) -> str | None:
+    raw = raw.strip()
+    match = _GOODREADS_TEXT.match(raw)
+    if match:
+        raw = match.group(1).strip()
+    return raw or None
+
+
+def _goodreads_rating(raw: str) -> int | None:
+    value = _whole("rating")(raw)
+    return None if value == 0 else value  # contract: 0 = unrated
+
+
+def _goodreads_shelf(raw: str) -> ReadingStatus | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    return SHELVES.get(raw.lower(), ReadingStatus.TO_READ)
+
+
+def _goodreads_date(raw: str) -> dt.datetime | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    match = _GOODREADS_DATE.match(raw)
+    try:
+        if match:
+            y, m, d = (int(g) for g in match.groups())
+            return dt.datetime(y, m, d, tzinfo=dt.UTC)
+        return _time("created_at")(raw)
+    except ValueError:
+        raise FieldError("created_at", "{field} must be a date (YYYY/MM/DD)") from None
+
+
+def header_reader(header: list[str]) -> tuple[str, Reader]:
+    """The format of a file ('export' or 'goodreads') and a function from a row's fields to
+    the values of a lab (attribute → value); HeaderError when the header will not do."""
+    names = [h.strip().lstrip("\ufeff").strip() for h in header]
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise HeaderError(None, f"the header names the column {name!r} twice")
+        seen.add(name)
+    index = {name: i for i, name in enumerate(names)}
+    width = len(names)
+    if seen & GOODREADS_ONLY:
+        return "goodreads", _goodreads_reader(index, width)
+    picks: list[tuple[str, int, Converter]] = []
+    for name, i in index.items():
+        attribute = BY_GRAPHQL_NAME.get(name)
+        if attribute is not None and attribute in EXPORT_READERS:
+            picks.append((attribute, i, EXPORT_READERS[attribute]))
+    for required in ("title", "author"):
+        if required not in index:
+            raise HeaderError(
+                required,
+                f"the header has no {required!r} column: name the columns as the export "
+                "does (title,author,...) or as a Goodreads library export does",
+            )
+
+    def read(fields: list[str], problems: list[FieldError]) -> dict[str, Any]:
+        _check_width(fields, width)
+        return _convert(picks, fields, problems)
+
+    return "export", read
+
+
+def _goodreads_reader(index: dict[str, int], width: int) -> Reader:
+    for required in ("Title", "Author"):
+        if required not in index:
+            raise HeaderError(required.lower(), f"the header has no {required!r} column")
+    simple: list[tuple[str, int, Converter]] = [
+        ("title", index["Title"], _kept),
+        ("author", index["Author"], _kept),
+    ]
+    for column, attribute, convert in (
+        ("My Rating", "rating", _goodreads_rating),
+        ("Exclusive Shelf", "reading_status", _goodreads_shelf),
+        ("My Review", "notes", _text),
+        ("Date Added", "created_at", _goodreads_date),
+    ):
+        if column in index:
+            simple.append((attribute, index[column], convert))
+    isbns = [index[c] for c in ("ISBN13", "ISBN") if c in index]
+    years = [index[c] for c in ("Year Published", "Original Publication Year") if c in index]
+    year = _whole("publication_year")
+
+    def read(fields: list[str], problems: list[FieldError]) -> dict[str, Any]:
+        _check_width(fields, width)
+        values = _convert(simple, fields, problems)
+        values["isbn"] = next(
+            (v for v in (_goodreads_isbn(fields[i]) for i in isbns) if v is not None), None
+        )
+        try:  # Year Published, else Original Publication Year
+            values["publication_year"] = next(
+                (v for v in (year(fields[i]) for i in years) if v is not None), None
+            )
+        except FieldError as exc:
+            problems.append(exc)
+        return values
+
+    return read
+
+
+def _check_width(fields: list[str], width: int) -> None:
+    if len(fields) != width:
+        raise RowShapeError(f"the row has {len(fields)} fields, the header {width}")
+
+
+class RowShapeError(ValueError):
+    """A row whose shape is wrong (no one field to name)."""
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(status := values.get("reading_status"), ReadingStatus):
+        values["reading_status"] = status.value
+    return values
+
+
+_TIMES = ("created_at", "updated_at")
+
+
+def check_row(read: Reader, fields: list[str]) -> tuple[dict[str, Any] | None, list[RowError]]:
+    """A row's lab (attribute → stored value), or its errors (line 0: the caller's to set)."""
+    problems: list[FieldError] = []
+    try:
+        values = read(fields, problems)
+    except RowShapeError as exc:
+        return None, [RowError(0, None, str(exc))]
+    times = {name: values.pop(name) for name in _TIMES if name in values}
+    try:
+        cleaned = rules.clean(values, creating=True)
+    except FieldError:
+        for name, value in values.items():  # each field alone, to name every bad one
+            try:
+                rules.clean({name: value}, creating=True)
+            except FieldError as exc:
+                problems.append(exc)
+    if problems:
+        return None, [_row_error(exc) for exc in problems]
+    cleaned.update(times)
+    return _stored(cleaned), []
+
+
+def _row_error(exc: FieldError) -> RowError:
+    name = GRAPHQL_NAMES.get(exc.attribute, exc.attribute)
+    return RowError(0, name, exc.template.format(field=name))
+
+
+class LabImport:
+    """One import: text in (`feed`, `close`), good rows inserted through `op` in batches."""
+
+    def __init__(self, op: Operation, *, skip_bad: bool, batch_rows: int = BATCH_ROWS) -> None:
+        self.op = op
+        self.skip_bad = skip_bad
+        self.batch_rows = batch_rows
+        self.report = Report()
+        self.format: str | None = None
+        self._records = CsvRecords()
+        self._read: Reader | None = None
+        self._batch: list[dict[str, Any]] = []
+        self._batch_line = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+
+    @property
+    def lines(self) -> int:
+        return self._records.lines
+
+    @property
+    def writing(self) -> bool:
+        """Whether good rows still go in: always with skip_bad, else until a bad row."""
+        return not self.report.fatal and (self.skip_bad or not self.report.error_count)
+
+    @property
+    def imported(self) -> bool:
+        """Whether the import is to be committed."""
+        return self.writing
+
+    async def feed_bytes(self, chunk: bytes, *, final: bool = False) -> bool:
+        """Feed a piece of the file's bytes, UTF-8 (a byte-order mark allowed); False once
+        the import cannot go on (a byte sequence that is not UTF-8 stops it, naming its
+        line)."""
+        try:
+            text = self._decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            good = chunk[: exc.start].decode("utf-8", "replace")
+            line = self.lines + 1 + good.count("\n")
+            self.fail(line, "the file is not UTF-8 text (save it as CSV UTF-8)")
+            return False
+        await self.feed(text)
+        return not self.report.fatal
+
+    async def feed(self, text: str) -> None:
+        if self.report.fatal:
+            return
+        try:
+            records = self._records.feed(text)
+        except CsvError as exc:
+            self.fail(exc.line, exc.message)
+            return
+        await self._take(records)
+
+    async def close(self) -> Report:
+        """The text has ended: the last rows in, and the report."""
+        if not self.report.fatal:
+            try:
+                records = self._records.close()
+            except CsvError as exc:
+                self.fail(exc.line, exc.message)
+            else:
+                await self._take(records)
+        if self._read is None and not self.report.fatal:
+            self.fail(1, "the file is empty: a header row is needed")
+        await self._flush()
+        return self.report
+
+    def fail(self, line: int, message: str, field: str | None = None) -> None:
+        """The file cannot be read on: nothing is imported."""
+        self.report.add(RowError(line, field, message))
+        self.report.fatal = True
+
+    async def _take(self, records: list[Record]) -> None:
+        for record in records:
+            if self.report.fatal:
+                return
+            if record.fields is None:
+                self.report.rows += self._read is not None
+                self.report.bad_rows += 1
+                self.report.add(RowError(record.line, None, f"not valid CSV: {record.error}"))
+                if self._read is None:
+                    self.report.fatal = True
+                continue
+            if self._read is None:
+                try:
+                    self.format, self._read = header_reader(record.fields)
+                except HeaderError as exc:
+                    self.fail(record.line, exc.message, exc.field)
+                continue
+            self.report.rows += 1
+            lab, errors = check_row(self._read, record.fields)
+            if errors:
+                self.report.bad_rows += 1
+                for error in errors:
+                    self.report.add(RowError(record.line, error.field, error.message))
+                continue
+            if not self.writing:
+                continue
+            assert lab is not None
+            if not self._batch:
+                self._batch_line = record.line
+            self._batch.append(lab)
+            if len(self._batch) >= self.batch_rows:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch or not self.writing:
+            return
+        arrays = [[lab.get(attribute_of(c)) for lab in batch] for c in _COLUMNS]
+        try:
+            await self.op.execute(INSERT_LABS, *arrays, self.report.inserted)
+        except asyncpg.PostgresError as exc:
+            # the rules missed what the database refused: name the batch's first line
+            error = from_db_error(exc, DB_FIELDS)
+            if error.code is not Code.BAD_USER_INPUT:
+                raise
+            name = GRAPHQL_NAMES.get(error.attribute) if isinstance(error, FieldError) else None
+            self.fail(self._batch_line, f"a row from here on was refused: {error.message}", name)
+            return
+        self.report.inserted += len(batch)
+
+
+_ATTRIBUTE_OF = {f.column: f.attribute for f in _WRITTEN}
+
+
+def attribute_of(column: str) -> str:
+    return _ATTRIBUTE_OF[column]
