@@ -423,16 +423,18 @@ async def test_a_large_import_streams_in_flat_memory(
 
             watcher = asyncio.ensure_future(watch())
 
-            def chunks() -> Any:
+            async def chunks() -> Any:
                 with path.open("rb") as f:
                     while chunk := f.read(64 * 1024):
                         yield chunk
 
             started = time.monotonic()
-            response = await http.post("/import/labs.csv", content=chunks(), headers=auth(user))
-            took = time.monotonic() - started
-            stop.set()
-            await watcher
+            try:
+                response = await http.post("/import/labs.csv", content=chunks(), headers=auth(user))
+                took = time.monotonic() - started
+            finally:
+                stop.set()
+                await watcher
     assert response.status_code == 200, response.text[:500]
     assert response.json()["inserted"] == BIG_ROWS
     count = await admin.fetchval("select count(*) from public.labs where user_id = $1", user.id)

@@ -123,10 +123,10 @@ async def import_labs_csv(request: Request) -> Response:
         timeout_ms=settings.import_timeout_s * 1000,
     )
     commit = False
+    job = LabImport(op, skip_bad=skip == "true")
     try:
         async with asyncio.timeout(settings.import_timeout_s):
             await op.begin()  # the live-session check before any byte is read
-            job = LabImport(op, skip_bad=skip == "true")
             await _read_body(request, job, settings.import_max_bytes)
             report = await job.close()
             commit = job.imported
@@ -159,6 +159,7 @@ async def import_labs_csv(request: Request) -> Response:
         return graphql_fault(JSON)
     finally:
         if not op.ended:
+            await job.cancel()
             await op.end(commit=False)
         slots.release(claims.sub)
 

@@ -27,6 +27,7 @@ batches, inside the one operation (transaction, role, claims) they give it.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import datetime as dt
 import re
@@ -385,6 +386,8 @@ class LabImport:
         self._read: Reader | None = None
         self._batch: list[dict[str, Any]] = []
         self._batch_line = 0
+        self._queued = 0  # rows sent to the database
+        self._in_flight: asyncio.Future[None] | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
 
     @property
@@ -437,6 +440,7 @@ class LabImport:
         if self._read is None and not self.report.fatal:
             self.fail(1, "the file is empty: a header row is needed")
         await self._flush()
+        await self._settle()
         return self.report
 
     def fail(self, line: int, message: str, field: str | None = None) -> None:
@@ -478,21 +482,44 @@ class LabImport:
                 await self._flush()
 
     async def _flush(self) -> None:
+        """Send the batch; PostgreSQL inserts it while the next one is read and checked
+        (one batch in flight at a time, on the operation's one connection)."""
         batch, self._batch = self._batch, []
+        await self._settle()
         if not batch or not self.writing:
             return
         arrays = [[lab.get(attribute_of(c)) for lab in batch] for c in _COLUMNS]
+        offset, self._queued = self._queued, self._queued + len(batch)
+        self._in_flight = asyncio.ensure_future(
+            self._insert(arrays, offset, len(batch), self._batch_line)
+        )
+        await asyncio.sleep(0)  # let it send the statement before the parsing goes on
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight, if any (its errors are raised here)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def cancel(self) -> None:
+        """Stop the batch in flight (the import is abandoned; the caller rolls back)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _insert(self, arrays: list[list[Any]], offset: int, rows: int, line: int) -> None:
         try:
-            await self.op.execute(INSERT_LABS, *arrays, self.report.inserted)
+            await self.op.execute(INSERT_LABS, *arrays, offset)
         except asyncpg.PostgresError as exc:
             # the rules missed what the database refused: name the batch's first line
             error = from_db_error(exc, DB_FIELDS)
             if error.code is not Code.BAD_USER_INPUT:
                 raise
             name = GRAPHQL_NAMES.get(error.attribute) if isinstance(error, FieldError) else None
-            self.fail(self._batch_line, f"a row from here on was refused: {error.message}", name)
+            self.fail(line, f"a row from here on was refused: {error.message}", name)
             return
-        self.report.inserted += len(batch)
+        self.report.inserted += rows
 
 
 _ATTRIBUTE_OF = {f.column: f.attribute for f in _WRITTEN}

@@ -59,8 +59,8 @@ async def import_user_labs(
         timeout_ms=0,  # an operator's command: no bound (Ctrl-C stops it)
     )
     commit = False
+    job = LabImport(op, skip_bad=skip_bad)
     try:
-        job = LabImport(op, skip_bad=skip_bad)
         bar = Progress(progress, _size(source))
         await feed_bytes(job, iter(lambda: source.read(CHUNK_BYTES), b""), bar)
         report = await job.close()
@@ -69,6 +69,7 @@ async def import_user_labs(
         await op.end(commit=commit)
     finally:
         if not op.ended:
+            await job.cancel()
             await op.end(commit=False)
         await raw.close()
     return report, commit
