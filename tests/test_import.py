@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
+from scriptlabs.config import Settings, SettingsError
 from scriptlabs.labs.csv_records import CsvError, CsvRecords
 from scriptlabs.labs.export import CSV_HEADER
 from tests.conftest import JWT_SECRET, Api, Database, User
@@ -78,6 +79,19 @@ BAD_ERRORS = [
     {"line": 7, "field": "publicationYear", "message": "publicationYear must be a whole number"},
     {"line": 7, "field": "title", "message": "title must not be blank"},
 ]
+
+
+# -- settings
+
+
+def test_import_settings_default_to_a_share_of_the_pool() -> None:
+    settings = Settings.from_env({"DB_POOL_MAX": "12"})
+    assert (settings.import_max_bytes, settings.import_timeout_s) == (50 * 1024 * 1024, 300)
+    assert (settings.imports_at_once, settings.import_max_per_user) == (3, 1)
+    settings = Settings.from_env({"IMPORT_MAX_CONCURRENT": "5", "IMPORT_MAX_BYTES": "1000"})
+    assert (settings.imports_at_once, settings.import_max_bytes) == (5, 1000)
+    with pytest.raises(SettingsError, match="IMPORT_TIMEOUT_S"):
+        Settings.from_env({"IMPORT_TIMEOUT_S": "0"})
 
 
 # -- reading CSV in pieces
@@ -370,6 +384,11 @@ async def test_a_slow_upload_is_cut_off_and_others_are_served(api: Api, database
                 for u in users[:2]
             ]
             await asyncio.sleep(0.3)
+            # one import per user at a time
+            again = await http.post(
+                "/import/labs.csv", content=b"title,author\r\nA,B\r\n", headers=auth(users[0])
+            )
+            assert again.status_code == 429 and "retry-after" in again.headers
             # both slots taken: a third import waits for none and is told to come back
             busy = await http.post(
                 "/import/labs.csv", content=b"title,author\r\nA,B\r\n", headers=auth(users[2])
