@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from scriptlabs.config import Settings, SettingsError
-from scriptlabs.labs.csv_records import CsvError, CsvRecords
+from scriptlabs.labs.csv_records import QUOTED_EMPTY, CsvError, CsvRecords
 from scriptlabs.labs.export import CSV_HEADER
 from tests.conftest import JWT_SECRET, Api, Database, User
 from tests.test_export import TRICKY, auth, create_labs, parse_csv, real_server
@@ -126,6 +126,14 @@ def test_an_unterminated_quote_is_an_error_at_its_line_not_a_memory_hog() -> Non
         records.close()
 
 
+def test_a_quoted_empty_field_is_told_from_an_empty_one() -> None:
+    records = CsvRecords()
+    got = records.feed('a,b,c,d\r\n"",,"x ""q"", y",""\r\n') + records.close()
+    fields = got[1].fields
+    assert fields == ["", "", 'x "q", y', ""]
+    assert [f is QUOTED_EMPTY for f in fields] == [True, False, False, True]
+
+
 def test_a_malformed_record_is_reported_and_the_next_one_read() -> None:
     records = CsvRecords()
     got = records.feed('h,i\r\n"ab"cd,x\r\nq,r\r\n') + records.close()
@@ -151,14 +159,16 @@ async def test_an_export_imports_into_another_user_as_the_same_labs(
     before, after = await labs_of(api, source), await labs_of(api, target)
 
     def same(lab: dict[str, Any]) -> dict[str, Any]:
-        # new ids; the export's "" notes read back as null (the csv module reads both as '')
-        return {k: v for k, v in lab.items() if k != "id"} | {"notes": lab["notes"] or None}
+        return {k: v for k, v in lab.items() if k != "id"}  # new ids, all else the same
 
+    assert [lab["notes"] for lab in after] == [lab["notes"] for lab in before]
+    assert "" in [lab["notes"] for lab in after] and None in [lab["notes"] for lab in after]
     assert [same(lab) for lab in after] == [same(lab) for lab in before]
     assert {lab["id"] for lab in after}.isdisjoint({lab["id"] for lab in before})
-    # and the target's export reads as the source's, ids apart
+    # and the target's export is the source's, ids apart
     again = (await api.client.get("/export/labs.csv", headers=auth(target))).content
     assert [row[1:] for row in parse_csv(again)] == [row[1:] for row in parse_csv(exported)]
+    assert again.count(b'""') == exported.count(b'""')
 
 
 async def test_a_goodreads_export_imports_with_the_right_fields(

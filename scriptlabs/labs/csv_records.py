@@ -14,6 +14,9 @@ starts on (the header is line 1; a quoted field with line breaks spans several l
   unterminated quoted field therefore ends the file with an error at its first line instead
   of reading the rest into memory.
 - Blank lines are skipped. Line breaks are LF or CRLF (a lone CR is not a line break).
+- An empty field written quoted (`""`) comes out as `QUOTED_EMPTY`, a str equal to '' that
+  can be told apart (`is QUOTED_EMPTY`): the export writes an empty string so and null as
+  nothing, and the csv module alone reads both as ''.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ MAX_RECORD_CHARS = 1024 * 1024
 
 # the csv module's own limit is 128 KiB per field; a record's own bound is the one above
 csv.field_size_limit(MAX_RECORD_CHARS)
+
+
+class QuotedEmpty(str):
+    """An empty field that was written `""`."""
+
+    __slots__ = ()
+
+
+QUOTED_EMPTY = QuotedEmpty()
 
 
 class CsvError(ValueError):
@@ -128,4 +140,38 @@ def _parse(lines: list[str], first: int) -> Iterator[Record]:
             yield Record(line, None, str(exc))
             continue
         if fields and not (len(fields) == 1 and not fields[0].strip(" \t\r")):
+            if "" in fields:
+                raw = "".join(lines[before : reader.line_num])
+                if '""' in raw:
+                    for index in _quoted_empties(raw):
+                        if index < len(fields) and fields[index] == "":
+                            fields[index] = QUOTED_EMPTY
             yield Record(line, fields)
+
+
+def _quoted_empties(raw: str) -> set[int]:
+    """The indexes of the fields of one record written `""` (a slow path: only records with
+    an empty field and a doubled quote somewhere come here)."""
+    found: set[int] = set()
+    index, i, n, start = 0, 0, len(raw), True
+    while i < n:
+        c = raw[i]
+        if start and c == '"':
+            j, empty = i + 1, True
+            while j < n:
+                if raw[j] == '"':
+                    if j + 1 < n and raw[j + 1] == '"':
+                        j, empty = j + 2, False
+                        continue
+                    break
+                j, empty = j + 1, False
+            if empty:
+                found.add(index)
+            i, start = j + 1, False
+            continue
+        if c == ",":
+            index, start = index + 1, True
+        else:
+            start = False
+        i += 1
+    return found

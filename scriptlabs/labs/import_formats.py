@@ -16,6 +16,7 @@ from typing import Any
 
 from scriptlabs.errors import FieldError
 from scriptlabs.labs.columns import ReadingStatus
+from scriptlabs.labs.csv_records import QUOTED_EMPTY
 
 # attribute → the Lab field's GraphQL name, as the export's header and errors name it
 GRAPHQL_NAMES = {
@@ -112,6 +113,11 @@ def _time(name: str) -> Callable[[str], dt.datetime | None]:
     return read
 
 
+def _notes(raw: str) -> str | None:
+    # contract of the export: "" is an empty string, an empty field null
+    return raw if raw != "" or raw is QUOTED_EMPTY else None
+
+
 def _kept(raw: str) -> str:
     return raw  # title and author: blank is refused by the rules, as createLab refuses it
 
@@ -124,7 +130,7 @@ EXPORT_READERS: dict[str, Converter] = {
     "isbn": _text,
     "rating": _whole("rating"),
     "reading_status": _status,
-    "notes": _text,
+    "notes": _notes,
     "cover_url": _text,
     "created_at": _time("created_at"),
     "updated_at": _time("updated_at"),

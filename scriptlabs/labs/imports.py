@@ -11,8 +11,8 @@ batches, inside the one operation (transaction, role, claims) they give it.
 - The rules are createLab's (scriptlabs.labs.rules): the same trimming, ISBN check, limits.
 - createdAt and updatedAt of the export are kept, so a catalogue moved between accounts
   keeps its dates and order; Goodreads' `Date Added` becomes createdAt. Otherwise now().
-- An empty field is null (`""` and an empty field read the same through the csv module, so
-  empty notes come back as null notes).
+- An empty field is null; `""` in the export's `notes` column is an empty string (the
+  export writes an empty string so and null as nothing), elsewhere null too.
 - Goodreads: `="0441172717"` is the ISBN 0441172717, `=""` none; ISBN13 is preferred when
   both are there; `My Rating` 0 means unrated; shelves read, currently-reading and to-read
   map to READ, READING and TO_READ, and a custom exclusive shelf is TO_READ (a shelf is a
