@@ -4,7 +4,8 @@ rows per second and the command's peak memory (its maximum resident set size).
     bench/imports.py [--rows 1000000,100000] [--rounds 3] [--work-dir DIR]
 
 It makes a scratch embedded PostgreSQL in --work-dir (default: a new temporary folder, deleted
-at the end; durable settings, as `scriptlabs serve` runs), applies the migrations, adds one demo
+at the end; durable settings, as `scriptlabs serve` runs; a 1,000,000-row run needs about 3 GB
+there: `--work-dir /dev/shm/...` puts it in memory), applies the migrations, adds one demo
 user, writes each file once (demo-data's realistic text and dates, generated deterministically)
 and imports it into that user's empty catalogue, deleting the labs again between rounds. The
 import runs as a child process, so its peak RSS is its own (`getrusage(RUSAGE_CHILDREN)` of a
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path)
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="scriptlabs-import-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)  # reachable by the server's account: the cluster lives here, not elsewhere
     try:
         cluster = EmbeddedPostgres(work / "pg")
         with cluster:

@@ -10,6 +10,7 @@ import contextlib
 import email
 import email.policy
 import os
+import shutil
 import socket
 import threading
 import time
@@ -52,11 +53,17 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         yield Database(url, admin)
         return
     cluster = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")), fast=True)
-    with cluster:
-        import asyncio
+    try:
+        with cluster:
+            import asyncio
 
-        asyncio.run(migrate(cluster.admin_dsn()))
-        yield Database(cluster.dsn(), cluster.admin_dsn())
+            asyncio.run(migrate(cluster.admin_dsn()))
+            yield Database(cluster.dsn(), cluster.admin_dsn())
+    finally:
+        # as root the cluster lives outside pytest's temporary folder (the server's account
+        # cannot reach it), where pytest never deletes it: each session left one behind
+        if cluster.server_dir != cluster.data_dir:
+            shutil.rmtree(cluster.server_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
