@@ -129,8 +129,9 @@ async def import_labs_csv(request: Request) -> Response:
             await op.begin()  # the live-session check before any byte is read
             await _read_body(request, job, settings.import_max_bytes)
             report = await job.close()
-            commit = job.imported
-            await op.end(commit=commit)
+        # outside the deadline: a commit cut short could not say whether it happened
+        commit = job.imported
+        await op.end(commit=commit)
         body = orjson.dumps(report.as_json(imported=commit))
         return Response(body, 200 if commit else 400, media_type=JSON)
     except SessionEnded:
