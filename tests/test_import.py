@@ -317,6 +317,16 @@ async def test_http_import_with_a_bad_row_is_400_and_imports_nothing(api: Api) -
     assert [lab["title"] for lab in await labs_of(api, user)] == ["Good one", "Good two"]
 
 
+async def test_a_byte_order_mark_and_lf_line_breaks_are_fine(api: Api) -> None:
+    user = await api.sign_up()
+    body = "\ufefftitle,author,readingStatus,createdAt\n  Spaced  ,Me,reading,2020-01-02T03:04:05\n"
+    response = await post_csv(api, user, body.encode("utf-8"))
+    assert response.status_code == 200, response.text
+    [lab] = await labs_of(api, user)
+    assert (lab["title"], lab["readingStatus"]) == ("Spaced", "READING")
+    assert lab["createdAt"] == "2020-01-02T03:04:05.000000+00:00"  # no offset: UTC
+
+
 async def test_http_import_without_a_valid_token_is_401(api: Api) -> None:
     assert (await post_csv(api, None, BAD)).status_code == 401
     response = await api.client.post(
