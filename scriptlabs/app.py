@@ -30,6 +30,7 @@ from scriptlabs.graphql.resolvers import reset as reset_resolvers
 from scriptlabs.graphql.schema import build_schema
 from scriptlabs.http.export import ExportEndpoint
 from scriptlabs.http.graphql import GraphQLEndpoint
+from scriptlabs.http.imports import import_labs_csv
 from scriptlabs.http.websocket import GraphQLWebSockets
 from scriptlabs.ops import health, metrics
 from scriptlabs.ops.access import AccessMiddleware
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/export/labs.csv", ExportEndpoint("csv")),
         Route("/export/labs.json", ExportEndpoint("json")),
+        Route("/import/labs.csv", import_labs_csv, methods=["POST"]),
         Mount(ASSETS_URL_PATH, StaticFiles(directory=GRAPHIQL_ASSETS_DIR, check_dir=False)),
     ]
     if settings.metrics:

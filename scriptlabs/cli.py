@@ -1,5 +1,5 @@
 """The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export,
-backup, restore."""
+backup, restore, import."""
 
 from __future__ import annotations
 
@@ -332,6 +332,41 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops.export import UnknownUser
+    from scriptlabs.ops.imports import import_user_labs
+
+    progress = sys.stderr if sys.stderr.isatty() else None
+    try:
+        source = open(args.file, "rb")  # noqa: SIM115 - closed below, after the database
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    with source, database(settings) as settings:
+        try:
+            report, committed = asyncio.run(
+                import_user_labs(
+                    settings, args.user, source, skip_bad=args.skip_bad, progress=progress
+                )
+            )
+        except UnknownUser:
+            raise CommandError(f"no user has the email {args.user!r}") from None
+    for error in report.errors:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    if report.error_count > len(report.errors):
+        more = report.error_count - len(report.errors)
+        print(f"{args.file}: ... and {more:,} more errors", file=sys.stderr)
+    if committed:
+        skipped = f", skipped {report.bad_rows:,} bad rows" if report.bad_rows else ""
+        print(f"imported {report.inserted:,} labs{skipped}")
+        return 0
+    print(
+        f"imported nothing: {report.bad_rows:,} bad rows of {report.rows:,}"
+        + (" (the file could not be read to its end)" if report.fatal else ""),
+        file=sys.stderr,
+    )
+    return 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scriptlabs", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -395,6 +430,15 @@ def parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="restore a backup into an empty database")
     restore.add_argument("file", metavar="FILE")
     restore.set_defaults(run=cmd_restore)
+    imports = sub.add_parser(
+        "import", help="add the labs of a CSV file (the export's or Goodreads') to a user's"
+    )
+    imports.add_argument("--user", required=True, metavar="EMAIL")
+    imports.add_argument("file", metavar="FILE.csv")
+    imports.add_argument(
+        "--skip-bad", action="store_true", help="import the good rows, report the bad ones"
+    )
+    imports.set_defaults(run=cmd_import)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"

@@ -157,6 +157,13 @@ class Settings:
     export_timeout_s: int = 300
     export_max_concurrent: int = 0
     export_max_per_user: int = 1
+    # POST /import/labs.csv (scriptlabs.http.imports): the largest body, the whole import's
+    # bound (a slow upload included), and how many may run at once per process (0: a quarter
+    # of DB_POOL_MAX, at least 1) and per user
+    import_max_bytes: int = 50 * 1024 * 1024
+    import_timeout_s: int = 300
+    import_max_concurrent: int = 0
+    import_max_per_user: int = 1
     argon2: Argon2Params = field(default_factory=Argon2Params)
     # persisted queries (scriptlabs.http.persisted): `apq` learns documents from clients into
     # a per-worker store bounded by count and size; `only` runs registered documents alone,
@@ -242,6 +249,10 @@ class Settings:
             export_timeout_s=_int(env, "EXPORT_TIMEOUT_S", 300, minimum=1),
             export_max_concurrent=_int(env, "EXPORT_MAX_CONCURRENT", 0),
             export_max_per_user=_int(env, "EXPORT_MAX_PER_USER", 1, minimum=1),
+            import_max_bytes=_int(env, "IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1),
+            import_timeout_s=_int(env, "IMPORT_TIMEOUT_S", 300, minimum=1),
+            import_max_concurrent=_int(env, "IMPORT_MAX_CONCURRENT", 0),
+            import_max_per_user=_int(env, "IMPORT_MAX_PER_USER", 1, minimum=1),
             argon2=argon2,
             persisted_queries=_persisted_queries(env),
             apq_max_entries=_int(env, "APQ_MAX_ENTRIES", 10_000, minimum=1),
@@ -272,6 +283,11 @@ class Settings:
     def exports_at_once(self) -> int:
         """How many exports one process runs at once: a share of the pool, never all of it."""
         return self.export_max_concurrent or max(1, self.db_pool_max // 4)
+
+    @property
+    def imports_at_once(self) -> int:
+        """How many imports one process runs at once: a share of the pool, never all of it."""
+        return self.import_max_concurrent or max(1, self.db_pool_max // 4)
 
     def with_database(self, url: str, admin_url: str | None = None) -> Settings:
         """The same settings pointed at another database (the embedded one)."""

@@ -53,12 +53,14 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         yield Database(url, admin)
         return
     cluster = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")), fast=True)
-    with cluster:
-        import asyncio
+    try:
+        with cluster:
+            import asyncio
 
-        asyncio.run(migrate(cluster.admin_dsn()))
-        yield Database(cluster.dsn(), cluster.admin_dsn())
-    remove_cluster(cluster)
+            asyncio.run(migrate(cluster.admin_dsn()))
+            yield Database(cluster.dsn(), cluster.admin_dsn())
+    finally:
+        remove_cluster(cluster)
 
 
 def remove_cluster(cluster: EmbeddedPostgres) -> None:
