@@ -8,3 +8,5 @@ FROM postgres:16-bookworm
 RUN apt-get update \
     && apt-get install -y --no-install-recommends "postgresql-${PG_MAJOR}-rum" \
     && rm -rf /var/lib/apt/lists/*
+# Allows the optional streaming replica of docker-compose.yml (profile replica) to connect.
+COPY initdb/10-replication.sh /docker-entrypoint-initdb.d/10-replication.sh
