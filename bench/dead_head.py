@@ -100,8 +100,13 @@ async def main(dsn: str, delete: int, wait_defaults: float, wait_new: float) -> 
     await asyncio.sleep(wait_defaults)
     last, dead, count = await vacuumed(conn)
     came = "yes" if count > count_before else "no"
+    reltuples = await conn.fetchval(
+        "select reltuples from pg_class where oid = 'public.labs'::regclass"
+    )
     print(
-        f"defaults, {wait_defaults:.0f} s later: autovacuum of labs: {came} (n_dead_tup {dead})",
+        f"defaults, {wait_defaults:.0f} s later: autovacuum of labs: {came} "
+        f"(n_dead_tup {dead}, reltuples {reltuples:.0f}: default threshold "
+        f"{50 + 0.2 * reltuples:.0f}, 018's {1000 + 0.01 * reltuples:.0f})",
         flush=True,
     )
     await pages(conn, users, f"defaults, {wait_defaults:.0f} s later")

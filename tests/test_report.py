@@ -366,3 +366,17 @@ async def test_db_maintain_analyzes_and_cleans_up(report_db: Database) -> None:
         assert last is not None
     finally:
         await conn.close()
+
+
+async def test_labs_are_vacuumed_after_a_thousand_dead_rows_plus_one_percent(
+    admin: asyncpg.Connection,
+) -> None:
+    options = await admin.fetchval(
+        "select reloptions from pg_class where oid = 'public.labs'::regclass"
+    )
+    assert {
+        "autovacuum_vacuum_threshold=1000",
+        "autovacuum_vacuum_scale_factor=0.01",
+        "autovacuum_analyze_threshold=1000",
+        "autovacuum_analyze_scale_factor=0.02",
+    } <= set(options)

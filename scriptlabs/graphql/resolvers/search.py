@@ -187,7 +187,7 @@ async def search_labs(
     )
     counted = None
     if q.after is None and query.strip():  # a search, as ops/usage.py counts them
-        empty = bool(top & {"edges", "pageInfo"}) and q.limit > 0 and not rows
+        empty = "edges" in top and q.limit > 0 and not rows
         info.context.services.searches.record(empty)
         counted = [empty]
     return LabSearchConnection(
