@@ -22,9 +22,10 @@ from starlette.applications import Starlette
 
 from scriptlabs.app import create_app
 from scriptlabs.config import Settings
+from scriptlabs.db.operation import Pool
 from scriptlabs.ops import dbhealth
 from scriptlabs.ops.report import Day, report
-from scriptlabs.ops.usage import SearchCounts, found_nothing
+from scriptlabs.ops.usage import SearchCounts, UsageFlusher, found_nothing
 from tests.conftest import Api, Database, create_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -380,3 +381,33 @@ async def test_labs_are_vacuumed_after_a_thousand_dead_rows_plus_one_percent(
         "autovacuum_analyze_threshold=1000",
         "autovacuum_analyze_scale_factor=0.02",
     } <= set(options)
+
+
+async def test_counts_a_flush_cannot_write_are_kept_for_the_next(
+    report_settings: Settings, report_db: Database
+) -> None:
+    # the database goes away between two flushes: nothing is lost, nothing counted twice
+    conn = await owner(report_db)
+    try:
+        gone = await asyncpg.create_pool(report_db.dsn, min_size=1, max_size=1)
+        await gone.close()
+        counts = SearchCounts()
+        for empty in (True, False, False):
+            counts.record(empty)
+        flusher = UsageFlusher(counts, Pool(gone, asyncio.Semaphore(1), 1.0, 1000))
+        await flusher.flush()  # logged, not raised
+        today = dt.datetime.now(dt.UTC).date()
+        assert counts.take() == {today: [3, 1]}
+        counts.give_back({today: [3, 1]})
+        counts.record(True)
+        before = await usage_today(conn)
+        live = await asyncpg.create_pool(report_db.dsn, min_size=1, max_size=1)
+        try:
+            await UsageFlusher(counts, Pool(live, asyncio.Semaphore(1), 1.0, 1000)).flush()
+        finally:
+            await live.close()
+        after = await usage_today(conn)
+        assert (after[0] - before[0], after[1] - before[1]) == (4, 2)
+        assert counts.take() == {}
+    finally:
+        await conn.close()
