@@ -1,6 +1,6 @@
 """Dead index entries at the head of a user's labs, and how soon autovacuum clears them.
 
-    bench/dead_head.py DATA_DIR [--delete N]
+    PYTHONPATH=. .venv/bin/python bench/dead_head.py DATA_DIR [--delete N]
 
 DATA_DIR: an embedded cluster loaded with demo-data (a scratch copy: this deletes labs), e.g.
 `SCRIPTLABS_DATA_DIR=DATA_DIR scriptlabs demo-data --labs 200000 --users 1 --others 100
