@@ -35,6 +35,7 @@ from scriptlabs.http.websocket import GraphQLWebSockets
 from scriptlabs.ops import health, metrics
 from scriptlabs.ops.access import AccessMiddleware
 from scriptlabs.ops.scrape import MetricsEndpoint
+from scriptlabs.ops.usage import UsageFlusher
 from scriptlabs.realtime.listener import Listener
 
 log = logging.getLogger("scriptlabs")
@@ -88,6 +89,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the outbox's sender, and the token clean-up: it takes turns at the pool like any request
         mail = MailSender(services.pool, settings)
         mail.start()
+        usage = UsageFlusher(
+            services.searches, services.pool
+        )  # searches counted here, written in batches
+        usage.start()
+        app.state.usage = usage
         # labEvents: this worker's LISTEN connection, and its WebSocket endpoint
         listener = Listener(settings.database_listen_url or settings.database_url)
         await listener.start()
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await listener.stop()
             await _stop_metrics(gauges)
             await mail.stop()
+            await usage.stop()
             await services.pool.breaker.stop()
             await pool.close()
 

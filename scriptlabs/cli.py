@@ -1,5 +1,5 @@
-"""The `scriptlabs` command: serve, db migrate, db url, schema, demo-data, persisted, export,
-backup, restore, import."""
+"""The `scriptlabs` command: serve, db migrate/url/health/maintain, schema, demo-data, persisted,
+export, import, backup, restore, report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -192,6 +194,51 @@ def cmd_cleanup_tokens(settings: Settings, args: argparse.Namespace) -> int:
         assert admin is not None
         deleted = asyncio.run(run(admin))
     print(f"deleted {deleted} rows (expired or used reset tokens, old mail and sessions)")
+    return 0
+
+
+def _as_owner(settings: Settings, work: Any) -> Any:
+    """`work(conn)` on a connection as the database owner (DATABASE_ADMIN_URL or embedded)."""
+
+    async def run(dsn: str) -> Any:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as settings:
+        admin = settings.database_admin_url or settings.database_url
+        assert admin is not None
+        return asyncio.run(run(admin))
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops import report
+
+    if not 1 <= args.days <= 3660:
+        raise CommandError("--days must be between 1 and 3660")
+    days = _as_owner(settings, lambda conn: report.report(conn, args.days))
+    if args.json:
+        print(json.dumps([d.as_json() for d in days], indent=2))
+    else:
+        print(report.table(days))
+    return 0
+
+
+def cmd_db_health(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops import dbhealth
+
+    figures = _as_owner(settings, dbhealth.health)
+    print(json.dumps(figures, indent=2) if args.json else dbhealth.table(figures))
+    return 0
+
+
+def cmd_db_maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from scriptlabs.ops import dbhealth
+
+    for line in _as_owner(settings, dbhealth.maintain):
+        print(line)
     return 0
 
 
@@ -382,6 +429,14 @@ def parser() -> argparse.ArgumentParser:
     db_sub.add_parser("migrate", help="apply pending migrations (idempotent)").set_defaults(
         run=cmd_migrate
     )
+    health = db_sub.add_parser(
+        "health", help="sizes, cache hit ratios, connections, dead rows, slowest statements"
+    )
+    health.add_argument("--json", action="store_true", help="JSON instead of a table")
+    health.set_defaults(run=cmd_db_health)
+    db_sub.add_parser(
+        "maintain", help="ANALYZE the API's tables and delete expired tokens; says what it did"
+    ).set_defaults(run=cmd_db_maintain)
     url = db_sub.add_parser("url", help="print the DSN the API uses")
     url.add_argument("--admin", action="store_true", help="the owner's DSN instead")
     url.set_defaults(run=cmd_url)
@@ -439,6 +494,12 @@ def parser() -> argparse.ArgumentParser:
         "--skip-bad", action="store_true", help="import the good rows, report the bad ones"
     )
     imports.set_defaults(run=cmd_import)
+    report = sub.add_parser(
+        "report", help="per day: active users, labs created, searches, share that found nothing"
+    )
+    report.add_argument("--days", type=int, default=7, help="the last N days (default 7)")
+    report.add_argument("--json", action="store_true", help="JSON instead of a table")
+    report.set_defaults(run=cmd_report)
 
     sub.add_parser(
         "cleanup-tokens", help="delete expired and used reset tokens (and old mail, sessions)"

@@ -14,6 +14,7 @@ from scriptlabs.auth.tokens import Claims, TokenVerifier
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Operation, Pool
 from scriptlabs.errors import AppError, Code
+from scriptlabs.ops.usage import SearchCounts
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class Services:
     pool: Pool
     passwords: Passwords
     verifier: TokenVerifier
+    searches: SearchCounts = field(default_factory=SearchCounts)  # for `scriptlabs report`
 
     def operation(self, claims: Claims, *, readonly: bool) -> Operation:
         """A new operation for `claims` (its transaction begins at its first statement)."""

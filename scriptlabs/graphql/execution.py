@@ -65,6 +65,7 @@ from scriptlabs.graphql.planner import NotPlannable, Out, Planner, collect, fiel
 from scriptlabs.graphql.subscription import LabEventStream, stream_of
 from scriptlabs.graphql.subscription import answer as answer_event
 from scriptlabs.labs.columns import DB_FIELDS
+from scriptlabs.ops.usage import SearchCounts, found_nothing
 from scriptlabs.realtime.listener import LabEventNote
 
 log = logging.getLogger("scriptlabs.graphql")
@@ -91,6 +92,9 @@ class _Root:
     sql: str | None = None
     custom: bool = False  # its SQL names the caller: planned with its values at every run
     error: GraphQLError | None = None
+    # a searchLabs first page, counted for `scriptlabs report`: the keys of its totalCount
+    # and (when a page is asked for) edges, that say whether it found nothing
+    search: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +319,26 @@ class Runner:
                 root.custom = used
             except AppError as exc:
                 root.error = field_error(exc, root.nodes, root.key)
+                continue
+            if root.shape.name == "searchLabs":
+                root.search = self._search_keys(root, variables)
         return params
+
+    def _search_keys(self, root: _Root, variables: Any) -> tuple[str | None, str | None] | None:
+        """What says whether a planned search found nothing (ops/usage.py); None: not counted
+        (a later page, or a blank query)."""
+        assert self.schema.query_type is not None and root.shape is not None
+        field = self.schema.query_type.fields["searchLabs"]
+        args = get_argument_values(field, root.nodes[0], variables)
+        if args.get("after") is not None or not str(args.get("query") or "").strip():
+            return None
+        count_key = edges_key = None
+        for child in root.shape.children:
+            if child.name == "totalCount" and count_key is None:
+                count_key = child.key
+            elif child.name == "edges" and edges_key is None and args.get("first") != 0:
+                edges_key = child.key
+        return count_key, edges_key
 
     # -- queries
 
@@ -352,6 +375,7 @@ class Runner:
                 try:
                     text = await op.read_statement(statement, args)
                     values.update(_split(planned, text))
+                    _count_searches(self.services.searches, planned, values)
                 except (AppError, asyncpg.PostgresError) as exc:
                     null_data |= self._statement_failed(exc, planned, errors)
             return answer([r.key for r in roots], values, errors, null_data)
@@ -366,6 +390,7 @@ class Runner:
                 extra = (params.json(),) if "$1" in statement else ()
                 text = await op.fetchval(statement, *extra)
                 values.update(_split(planned, text))
+                _count_searches(self.services.searches, planned, values)
             except (AppError, asyncpg.PostgresError) as exc:
                 null_data |= self._statement_failed(exc, planned, errors)
         assert document.node is not None
@@ -401,6 +426,7 @@ class Runner:
         try:
             text = await op.read_statement(fast.statement, fast.args)
             values.update(_split(fast.planned, text))
+            _count_searches(self.services.searches, fast.planned, values)
         except (AppError, asyncpg.PostgresError) as exc:
             null_data = self._statement_failed(exc, fast.planned, errors)
         return answer(fast.keys, values, errors, null_data)
@@ -527,6 +553,15 @@ def _root_errors(planned: list[_Root]) -> list[GraphQLError]:
             failed = True
         errors.append(root.error)
     return errors
+
+
+def _count_searches(counts: SearchCounts, planned: list[_Root], values: dict[str, bytes]) -> None:
+    """The planned searches answered, for `scriptlabs report` (counted in the process)."""
+    for root in planned:
+        if root.search is not None:
+            value = values.get(root.key)
+            if value is not None:
+                counts.record(found_nothing(value, *root.search))
 
 
 def _split(planned: list[_Root], text: str | None) -> dict[str, bytes]:

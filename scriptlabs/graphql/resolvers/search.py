@@ -23,6 +23,7 @@ from scriptlabs.graphql.types import (
     StatusCount,
 )
 from scriptlabs.labs import search
+from scriptlabs.ops.usage import SearchCounts
 
 
 @strawberry.type(description="One match of a search.")
@@ -82,7 +83,11 @@ async def _total_count(root: LabSearchConnection) -> int:
     params = Params()
     await op.plan_each_run()
     sql = query.count_sql(params, params.add(op.user_id))
-    return int(await op.fetchval(sql, *params.values))
+    count = int(await op.fetchval(sql, *params.values))
+    if root._counted is not None and count == 0 and not root._counted[0]:
+        root._counted[0] = True
+        root._searches.record_empty()
+    return count
 
 
 def _facets(root: LabSearchConnection) -> SearchFacets:
@@ -105,6 +110,9 @@ class LabSearchConnection:
     page_info: PageInfo
     _op: strawberry.Private[Operation]
     _query: strawberry.Private[search.SearchQuery]
+    # a counted search (ops/usage.py): [whether it was found empty]; None: not counted
+    _counted: strawberry.Private[list[bool] | None]
+    _searches: strawberry.Private[SearchCounts]
     total_count: int = strawberry.field(
         resolver=_total_count, description="How many labs match (counted only when selected)."
     )
@@ -177,4 +185,16 @@ async def search_labs(
         start_cursor=cursors[0] if cursors else None,
         end_cursor=cursors[-1] if cursors else None,
     )
-    return LabSearchConnection(edges=edges, page_info=page_info, _op=op, _query=q)
+    counted = None
+    if q.after is None and query.strip():  # a search, as ops/usage.py counts them
+        empty = "edges" in top and q.limit > 0 and not rows
+        info.context.services.searches.record(empty)
+        counted = [empty]
+    return LabSearchConnection(
+        edges=edges,
+        page_info=page_info,
+        _op=op,
+        _query=q,
+        _counted=counted,
+        _searches=info.context.services.searches,
+    )
