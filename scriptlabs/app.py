@@ -32,11 +32,12 @@ from scriptlabs.http.export import ExportEndpoint
 from scriptlabs.http.graphql import GraphQLEndpoint
 from scriptlabs.http.imports import import_labs_csv
 from scriptlabs.http.websocket import GraphQLWebSockets
-from scriptlabs.ops import health, metrics
+from scriptlabs.ops import health
 from scriptlabs.ops.access import AccessMiddleware
 from scriptlabs.ops.scrape import MetricsEndpoint
 from scriptlabs.ops.usage import UsageFlusher
 from scriptlabs.realtime.listener import Listener
+from scriptlabs.telemetry import metrics
 
 log = logging.getLogger("scriptlabs")
 

@@ -26,7 +26,7 @@ from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
 from scriptlabs.db.outage import DatabaseUnavailable, wait_for_database
-from scriptlabs.ops.logs import log_config
+from scriptlabs.telemetry.logs import log_config
 
 log = logging.getLogger("scriptlabs")
 SCHEMA_FILE = Path("schema.graphql")

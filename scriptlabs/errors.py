@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from scriptlabs.ops import metrics
+from scriptlabs.telemetry import metrics
 
 
 class Code(enum.StrEnum):

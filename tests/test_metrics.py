@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scriptlabs.config import Settings
 from scriptlabs.ops import scrape as exposition
-from scriptlabs.ops.logs import JsonFormatter, RequestIdFilter, TextFormatter
-from scriptlabs.ops.metrics import Recorder, forget_dead_workers
+from scriptlabs.telemetry.logs import JsonFormatter, RequestIdFilter, TextFormatter
+from scriptlabs.telemetry.metrics import Recorder, forget_dead_workers
 from tests.conftest import Api, Database, SmtpSink, create_database, free_port, serve
 from tests.test_password_reset import NEW_PASSWORD, REQUEST, RESET, SIGN_IN, STATUS, token_in
 
@@ -503,7 +503,7 @@ async def test_with_json_logs_and_no_smtp_a_reset_link_is_not_logged(
 def test_a_dead_workers_pool_gauges_leave_the_sums(tmp_path: Path) -> None:
     # a worker that set its share of the gauges, then died without saying so
     script = (
-        "from scriptlabs.ops import metrics\n"
+        "from scriptlabs.telemetry import metrics\n"
         "assert metrics.MULTIPROCESS\n"
         "metrics.set_pool(3, 1, 4, 4)\n"
     )

@@ -33,7 +33,7 @@ import asyncpg
 
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Pool
-from scriptlabs.ops import metrics
+from scriptlabs.telemetry import metrics
 
 log = logging.getLogger("scriptlabs.mail")
 
@@ -254,7 +254,7 @@ class MailSender:
                 try:
                     await smtp.send_message(compose(settings, mail.to_address, mail.content))
                 except (aiosmtplib.SMTPException, OSError) as exc:
-                    # the id, not the address: logs carry no email (ops/logs.py)
+                    # the id, not the address: logs carry no email (telemetry/logs.py)
                     # (an SMTP refusal's text may name the recipient: its type and code only)
                     log.warning(
                         "mail %s not sent: %s %s",

@@ -35,7 +35,7 @@ from asyncpg.transaction import Transaction
 
 from scriptlabs.db.outage import Breaker, DatabaseUnavailable, Stopped, is_gone
 from scriptlabs.errors import AppError, Code
-from scriptlabs.ops import metrics
+from scriptlabs.telemetry import metrics
 
 # contract: role and claims are transaction-local, so PgBouncer transaction pooling is safe
 SET_REQUEST = """
@@ -127,7 +127,7 @@ class Pool:
     wait: float
     statement_timeout_ms: int
     breaker: Breaker = field(default_factory=Breaker)
-    # for the metrics (ops/metrics.py): connections held, and callers waiting for a turn
+    # for the metrics (telemetry/metrics.py): connections held, and callers waiting for a turn
     in_use: int = 0
     waiting: int = 0
 

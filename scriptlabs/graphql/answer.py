@@ -17,7 +17,7 @@ from graphql import GraphQLError
 
 from scriptlabs.errors import INTERNAL_MESSAGE, Code
 from scriptlabs.graphql.masking import public_errors
-from scriptlabs.ops import logs
+from scriptlabs.telemetry import logs
 
 log = logging.getLogger("scriptlabs.graphql")
 

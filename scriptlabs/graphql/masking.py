@@ -16,7 +16,7 @@ from scriptlabs.db.outage import DatabaseUnavailable
 from scriptlabs.errors import INTERNAL_MESSAGE, AppError, Code, from_db_error
 from scriptlabs.graphql.fields import graphql_name
 from scriptlabs.labs.columns import DB_FIELDS
-from scriptlabs.ops import logs
+from scriptlabs.telemetry import logs
 
 log = logging.getLogger("scriptlabs.graphql")
 

@@ -28,8 +28,9 @@ from scriptlabs.graphql.execution import Request as Operation
 from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of, client_of
 from scriptlabs.http.persisted import PersistedError, persisted_queries
-from scriptlabs.ops import access, logs, metrics
-from scriptlabs.ops.metrics import outcome_of
+from scriptlabs.ops import access
+from scriptlabs.telemetry import logs, metrics
+from scriptlabs.telemetry.metrics import outcome_of
 
 # What says the database is not there (refused, lost, restarting, out of connections, the pool
 # or connection closed under us): 503 and Retry-After. Any other driver or server error that

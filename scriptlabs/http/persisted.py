@@ -27,7 +27,6 @@ knows a hash was involved. Two modes (PERSISTED_QUERIES):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import time
@@ -38,6 +37,7 @@ from typing import Any, Protocol
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Pool
 from scriptlabs.errors import Code
+from scriptlabs.ops.persisted import sha256_hex
 
 log = logging.getLogger("scriptlabs.http")
 
@@ -64,11 +64,6 @@ class Resolved:
 
     query: str
     register: str | None = None
-
-
-def sha256_hex(text: str) -> str:
-    """The hash Apollo clients send: SHA-256 of the document's exact text (UTF-8), hex."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def requested_hash(extensions: dict[str, Any] | None) -> str | None:

@@ -1,6 +1,6 @@
 """The access middleware: a request id for every HTTP request, its access line, its metrics.
 
-Each request gets an id (32 hex digits), set in `ops.logs.REQUEST_ID` while it is handled and
+Each request gets an id (32 hex digits), set in `telemetry.logs.REQUEST_ID` while it is handled and
 returned as `X-Request-Id`. When the answer has gone, one INFO line on `scriptlabs.access`
 says what happened: method, path, operationName, outcome, status, durationMs, client. The
 GraphQL transport leaves the operation's label and outcome in the ASGI scope (`OPERATION`,
@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from scriptlabs.ops import metrics
-from scriptlabs.ops.logs import REQUEST_ID
+from scriptlabs.telemetry import metrics
+from scriptlabs.telemetry.logs import REQUEST_ID
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -24,6 +24,7 @@ must be the body's SHA-256, the hash they send with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from sys import maxsize
@@ -46,7 +47,11 @@ from graphql import (
 from graphql.language import printer
 from graphql.language.reducer import reduce
 
-from scriptlabs.http.persisted import sha256_hex
+
+def sha256_hex(text: str) -> str:
+    """The hash Apollo clients send: SHA-256 of the document's exact text (UTF-8), hex."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 INSERT = """
 insert into scriptlabs_private.persisted_queries (hash, document, source)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scriptlabs.db.operation import Pool, PoolBusy
-from scriptlabs.ops import metrics
+from scriptlabs.telemetry import metrics
 
 API_FIGURES = """
 select statements_mean_ms, index_hit_ratio, table_hit_ratio, connections_used,

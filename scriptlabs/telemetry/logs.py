@@ -114,12 +114,12 @@ def _timestamp(created: float) -> str:
 def log_config(log_format: str, level: str) -> dict[str, Any]:
     """A logging.config.dictConfig for uvicorn's `log_config`: every logger (ours, uvicorn's)
     through one handler on standard error in `log_format`."""
-    formatter = "scriptlabs.ops.logs.JsonFormatter" if log_format == "json" else None
-    formatter = formatter or "scriptlabs.ops.logs.TextFormatter"
+    formatter = "scriptlabs.telemetry.logs.JsonFormatter" if log_format == "json" else None
+    formatter = formatter or "scriptlabs.telemetry.logs.TextFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "scriptlabs.ops.logs.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "scriptlabs.telemetry.logs.RequestIdFilter"}},
         "formatters": {"default": {"()": formatter}},
         "handlers": {
             "default": {
