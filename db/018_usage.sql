@@ -52,10 +52,12 @@ grant execute on function scriptlabs_private.add_search_usage(date[], bigint[], 
 create table if not exists scriptlabs_private.active_days (
   day date not null,
   user_id uuid not null references auth.users (id) on delete cascade,
-  constraint active_days_pkey primary key (day, user_id)
+  -- per-user keys lead with user_id, as every per-user table's (docs/scale-out.md); the
+  -- report reads by day, through the index below
+  constraint active_days_pkey primary key (user_id, day)
 );
 
-create index if not exists active_days_user_id_idx on scriptlabs_private.active_days (user_id);
+create index if not exists active_days_day_idx on scriptlabs_private.active_days (day);
 
 comment on table scriptlabs_private.active_days is
   'The days (UTC) each user signed in or refreshed a session; deleted with the user.';

@@ -28,6 +28,7 @@ KEY_EXCEPTIONS = {
 NOT_PER_USER = {
     "scriptlabs_private.auth_attempts": "rate-limit counters keyed by hashed email or address",
     "scriptlabs_private.persisted_queries": "the registered documents, the same for everyone",
+    "scriptlabs_private.search_usage": "search counts per day, of nobody in particular",
 }
 
 TABLES = """
