@@ -15,6 +15,11 @@
    statement, then Strawberry for the rest. It commits only when nothing failed.
 6. The outcome: the response body and what the transport needs to choose the HTTP status.
 
+With a read replica (db.replica), a query runs on the pool `Replica.choose` gives; a query
+the replica answered 503 (gone, or no connection in time) is run again on the primary. A
+mutation of a signed-in caller that wrote stamps the caller just before its commit, so that
+every worker sends the caller's reads to the primary for REPLICA_READ_AFTER_WRITE seconds.
+
 Subscriptions (over the WebSocket) take the same first steps in `subscribe`: the document
 from the same cache under the same limits, the operation chosen, the variables coerced, the
 caller checked; what is kept is a `LabEventStream` (graphql/subscription.py), and `deliver`
