@@ -18,8 +18,11 @@ decides read-only once per operation, scriptlabs.graphql.execution):
   its commit (db/019_replica_writes.sql). Before a signed-in caller's read goes to the
   replica, the worker asks the primary (`wrote_within`: one index probe, one round trip on
   a connection of the primary's pool) whether that caller wrote within
-  REPLICA_READ_AFTER_WRITE seconds. The marker is on the primary, so it is seen by every
-  worker the moment the write commits, which a per-process memory would not be. A caller
+  REPLICA_READ_AFTER_WRITE seconds; the reads arriving while a probe waits for its turn at the
+  pool join it (one statement for all of them), and none joins a probe already sent, so each
+  read is answered by a probe sent after it arrived. The marker is on the primary, so it is
+  seen by every worker the moment the write commits, which a per-process memory would not
+  be. A caller
   found to have written is remembered by this worker for the rest of the window (no probe),
   as is a caller who wrote through this worker. A token issued within the window (sign-up,
   sign-in, refresh: writes by an anonymous caller) also reads from the primary. The window
@@ -56,9 +59,27 @@ PRIMARY_POSITION = "select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8"
 REPLICA_POSITION = (
     "select pg_is_in_recovery(), (coalesce(pg_last_wal_replay_lsn(), '0/0') - '0/0'::pg_lsn)::int8"
 )
-WROTE_WITHIN = "select scriptlabs_private.wrote_within($1, $2)"
+WROTE_WITHIN = """
+select u, left_s from unnest($1::uuid[]) u,
+  lateral (select scriptlabs_private.wrote_within(u, $2) as left_s) w
+where left_s is not null
+"""
 NOTE_WRITE = "select scriptlabs_private.note_write($1)"
 MAX_SAMPLES = 64
+
+
+class _Probe:
+    """One read-your-writes probe: the callers it asks about, and its answer."""
+
+    __slots__ = ("done", "users")
+
+    def __init__(self) -> None:
+        self.users: set[uuid.UUID] = set()
+        self.done: asyncio.Future[dict[uuid.UUID, float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        # its error is read even when every reader has given up waiting
+        self.done.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class Replica:
@@ -75,6 +96,7 @@ class Replica:
         self._writers: dict[uuid.UUID, float] = {}
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
+        self._probe: _Probe | None = None  # the read-your-writes probe readers may still join
         # for tests and metrics: reads sent to each side, reads run again on the primary
         self.reads = 0
         self.primary_reads = 0
@@ -158,14 +180,45 @@ class Replica:
         if isinstance(issued, int | float) and time.time() - issued < self.window:
             return True  # a fresh token: signed up, in or refreshed just now
         try:
-            async with self.primary.connection() as conn:
-                left = await conn.fetchval(WROTE_WITHIN, user, self.window, timeout=WATCH_TIMEOUT)
+            found = await self._ask(user)
         except Exception:  # the primary down or busy: the read meets the same there
             return True
+        left = found.get(user)
         if left is None:
             return False
-        self._writers[user] = now + float(left)
+        self._writers[user] = now + left
         return True
+
+    async def _ask(self, user: uuid.UUID) -> dict[uuid.UUID, float]:
+        """Who of the callers asking now wrote lately, in one statement to the primary.
+
+        The reads that arrive while a probe waits for its connection join it; once its
+        statement is sent, the next read starts a new one. Every read is thus answered by a
+        probe sent after it arrived, so after any write whose answer its caller had seen."""
+        probe = self._probe
+        if probe is None:
+            probe = self._probe = _Probe()
+            asyncio.get_running_loop().create_task(self._send(probe), name="replica probe")
+        probe.users.add(user)
+        # shielded: a reader that gives up (a client gone) does not cancel the others' probe
+        return await asyncio.shield(probe.done)
+
+    async def _send(self, probe: _Probe) -> None:
+        try:
+            async with self.primary.connection() as conn:
+                if self._probe is probe:
+                    self._probe = None  # from here on, newcomers start the next probe
+                rows = await conn.fetch(
+                    WROTE_WITHIN, list(probe.users), self.window, timeout=WATCH_TIMEOUT
+                )
+        except BaseException as exc:
+            if self._probe is probe:
+                self._probe = None
+            probe.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        probe.done.set_result({row[0]: float(row[1]) for row in rows})
 
     def wrote(self, user: uuid.UUID) -> None:
         """`user` committed a write through this worker: their reads go to the primary."""
