@@ -44,6 +44,10 @@ READS = (
     "where query like '%scriptlabs_private.read_statement(%'"
 )
 DEMO_USER = "demo-1@scriptlabs.test"
+PROBES = (
+    "select coalesce(sum(calls), 0)::int8 from pg_stat_statements "
+    "where query like '%scriptlabs_private.wrote_within(%'"
+)
 WINDOW = 10  # s, REPLICA_READ_AFTER_WRITE (the default): a fresh token reads the primary
 
 
@@ -78,10 +82,10 @@ async def ready(url: str) -> None:
     raise RuntimeError(f"{url} did not get ready")
 
 
-async def reads(dsn: str) -> int:
+async def reads(dsn: str, query: str = READS) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        value: int = await conn.fetchval(READS)
+        value: int = await conn.fetchval(query)
         return value
     finally:
         await conn.close()
@@ -200,6 +204,7 @@ async def measure(
                 timeout="10s",
                 check=False,
             )  # warm-up
+            probes = await reads(primary.admin_dsn(), PROBES)
             before = (await reads(primary.admin_dsn()), await reads(replica.admin_dsn()))
             run = await asyncio.to_thread(
                 wrk,
@@ -213,13 +218,15 @@ async def measure(
                 check=True,
             )
             after = (await reads(primary.admin_dsn()), await reads(replica.admin_dsn()))
+            run["probes"] = await reads(primary.admin_dsn(), PROBES) - probes
             run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
             run["on_primary"], run["on_replica"] = after[0] - before[0], after[1] - before[1]
             results[name].append(run)
             print(
                 f"round {n + 1} {name}: {run['rps']:.0f} req/s, p50 {run['p50_us'] / 1000:.1f} ms,"
                 f" p99 {run['p99_us'] / 1000:.1f} ms, errors {run['non2xx'] + run['gql_errors']},"
-                f" reads on primary {run['on_primary']}, on replica {run['on_replica']}",
+                f" reads on primary {run['on_primary']}, on replica {run['on_replica']},"
+                f" probes {run['probes']}",
                 flush=True,
             )
     print(f"\nmedians over {args.rounds} rounds ({args.duration:g} s runs, wrk -t2 -c32):")
