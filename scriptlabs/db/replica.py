@@ -97,6 +97,7 @@ class Replica:
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._probe: _Probe | None = None  # the read-your-writes probe readers may still join
+        self._sending: set[asyncio.Task[None]] = set()
         # for tests and metrics: reads sent to each side, reads run again on the primary
         self.reads = 0
         self.primary_reads = 0
@@ -198,7 +199,9 @@ class Replica:
         probe = self._probe
         if probe is None:
             probe = self._probe = _Probe()
-            asyncio.get_running_loop().create_task(self._send(probe), name="replica probe")
+            task = asyncio.get_running_loop().create_task(self._send(probe), name="replica probe")
+            self._sending.add(task)  # held: the loop keeps only a weak reference
+            task.add_done_callback(self._sending.discard)
         probe.users.add(user)
         # shielded: a reader that gives up (a client gone) does not cancel the others' probe
         return await asyncio.shield(probe.done)
