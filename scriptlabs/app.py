@@ -22,6 +22,7 @@ from scriptlabs.config import Settings
 from scriptlabs.db.migrate import pending_migrations
 from scriptlabs.db.operation import Pool
 from scriptlabs.db.pool import create_pool
+from scriptlabs.db.replica import create_replica
 from scriptlabs.graphiql import ASSETS_URL_PATH, GRAPHIQL_ASSETS_DIR
 from scriptlabs.graphql.context import Services
 from scriptlabs.graphql.execution import Runner
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier=TokenVerifier(settings.jwt_secret),
         )
         app.state.services = services
+        services.replica = await create_replica(settings, services.pool)
         runner = Runner(
             schema,
             services,
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await _stop_metrics(gauges)
             await mail.stop()
             await usage.stop()
+            if services.replica is not None:
+                await services.replica.stop()
             await services.pool.breaker.stop()
             await pool.close()
 

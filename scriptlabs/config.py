@@ -191,6 +191,12 @@ class Settings:
     access_log: bool = True
     log_format: str | None = None  # json or text; unset: text on a terminal, else json
     log_level: str = "info"
+    # read replicas (scriptlabs.db.replica): read-only operations run on DATABASE_REPLICA_URL,
+    # except for a caller who wrote within REPLICA_READ_AFTER_WRITE seconds; a replica that
+    # lags more than REPLICA_MAX_LAG_S (or is down) is left until it catches up
+    database_replica_url: str | None = None
+    replica_read_after_write: int = 10
+    replica_max_lag_s: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -268,6 +274,9 @@ class Settings:
             access_log=_bool(env, "ACCESS_LOG", True),
             log_format=_choice(env, "LOG_FORMAT", ("json", "text")),
             log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS) or "info",
+            database_replica_url=env.get("DATABASE_REPLICA_URL") or None,
+            replica_read_after_write=_int(env, "REPLICA_READ_AFTER_WRITE", 10, minimum=1),
+            replica_max_lag_s=_int(env, "REPLICA_MAX_LAG_S", 3, minimum=1),
         )
         if settings.rate_limit_signin_window > 86400:
             # attempts are kept for a day (db/009_rate_limits.sql)
@@ -275,6 +284,9 @@ class Settings:
         if settings.ws_session_check_seconds > 20:
             # an ended session must end its subscriptions within 30 s (contract)
             raise SettingsError("WS_SESSION_CHECK_SECONDS must be at most 20")
+        if settings.replica_max_lag_s >= settings.replica_read_after_write:
+            # a write older than the window must be on the replica the reads go to
+            raise SettingsError("REPLICA_MAX_LAG_S must be less than REPLICA_READ_AFTER_WRITE")
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return settings

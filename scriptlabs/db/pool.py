@@ -16,12 +16,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
+async def create_pool(settings: Settings, *, min_size: int | None = None) -> asyncpg.Pool:
     if not settings.database_url:
         raise RuntimeError("no database URL")
     pool = await asyncpg.create_pool(
         settings.database_url,
-        min_size=settings.db_pool_min,
+        min_size=settings.db_pool_min if min_size is None else min_size,
         max_size=settings.db_pool_max,
         statement_cache_size=settings.db_statement_cache_size,
         reset=_keep_session,

@@ -13,6 +13,7 @@ from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.tokens import Claims, TokenVerifier
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Operation, Pool
+from scriptlabs.db.replica import Replica
 from scriptlabs.errors import AppError, Code
 from scriptlabs.ops.usage import SearchCounts
 
@@ -26,11 +27,13 @@ class Services:
     passwords: Passwords
     verifier: TokenVerifier
     searches: SearchCounts = field(default_factory=SearchCounts)  # for `scriptlabs report`
+    replica: Replica | None = None  # DATABASE_REPLICA_URL (db.replica)
 
-    def operation(self, claims: Claims, *, readonly: bool) -> Operation:
-        """A new operation for `claims` (its transaction begins at its first statement)."""
+    def operation(self, claims: Claims, *, readonly: bool, pool: Pool | None = None) -> Operation:
+        """A new operation for `claims` (its transaction begins at its first statement), on
+        the primary unless another pool (the replica's) is given."""
         return Operation(
-            self.pool,
+            pool or self.pool,
             role=claims.role,
             claims_json=claims.json,
             user_id=claims.sub,

@@ -15,6 +15,11 @@
    statement, then Strawberry for the rest. It commits only when nothing failed.
 6. The outcome: the response body and what the transport needs to choose the HTTP status.
 
+With a read replica (db.replica), a query runs on the pool `Replica.choose` gives; a query
+the replica answered 503 (gone, or no connection in time) is run again on the primary. A
+mutation of a signed-in caller that wrote stamps the caller just before its commit, so that
+every worker sends the caller's reads to the primary for REPLICA_READ_AFTER_WRITE seconds.
+
 Subscriptions (over the WebSocket) take the same first steps in `subscribe`: the document
 from the same cache under the same limits, the operation chosen, the variables coerced, the
 caller checked; what is kept is a `LabEventStream` (graphql/subscription.py), and `deliver`
@@ -53,8 +58,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.tokens import Claims
-from scriptlabs.db.operation import CUSTOM_PLAN, PoolBusy, SessionEnded
+from scriptlabs.db.operation import CUSTOM_PLAN, LOGIN_ROLE, Pool, PoolBusy, SessionEnded
 from scriptlabs.db.outage import RETRY_AFTER, DatabaseUnavailable
+from scriptlabs.db.replica import NOTE_WRITE
 from scriptlabs.db.sql import JsonParams
 from scriptlabs.errors import AppError, Code, from_db_error
 from scriptlabs.graphql.answer import Outcome, answer, error_outcome, internal, request_errors
@@ -143,9 +149,26 @@ class Runner:
             return error_outcome(
                 Code.BAD_USER_INPUT, "Mutations must be sent with POST", 405, {"Allow": "POST"}
             )
+        replica = self.services.replica
+        if kind is OperationType.QUERY and replica is not None:
+            pool = await replica.choose(request.claims)
+            if pool is replica.pool:
+                outcome = await self._run_on(request, document, operation, pool)
+                if outcome.status != 503:
+                    return outcome
+                # the replica is gone or busy: a read is safe to run again, on the primary
+                replica.lost()
+        return await self._run_on(request, document, operation, self.services.pool)
+
+    async def _run_on(
+        self, request: Request, document: Document, operation: OperationDefinitionNode, pool: Pool
+    ) -> Outcome:
+        """The operation, its database work on `pool` (the primary's, or the replica's)."""
+        assert document.node is not None
+        kind = operation.operation
         fast = document.plans.get(request.operation_name)
         if fast is not None and kind is OperationType.QUERY and request.claims.role != "anon":
-            return await self._refusing(self._fast_read(fast, request.claims))
+            return await self._refusing(self._fast_read(fast, request.claims, pool))
         coerced = get_variable_values(
             self.schema, operation.variable_definitions or (), request.variables or {}
         )
@@ -162,7 +185,7 @@ class Runner:
         assert root_type is not None
         roots = self._roots(operation.selection_set, root_type, fragments, coerced)
         claims = request.claims
-        op = self.services.operation(claims, readonly=kind is OperationType.QUERY)
+        op = self.services.operation(claims, readonly=kind is OperationType.QUERY, pool=pool)
         ctx = Context(self.services, claims, request.client, op)
         try:
             if kind is OperationType.QUERY:
@@ -416,10 +439,10 @@ class Runner:
             return CUSTOM_PLAN + statement
         return statement
 
-    async def _fast_read(self, fast: _FastRead, claims: Claims) -> Outcome:
+    async def _fast_read(self, fast: _FastRead, claims: Claims, pool: Pool) -> Outcome:
         """A document planned before, without variables: its statement, run again."""
         self.planned_fields += len(fast.planned)
-        op = self.services.operation(claims, readonly=True)
+        op = self.services.operation(claims, readonly=True, pool=pool)
         values: dict[str, bytes] = {}
         errors: list[GraphQLError] = []
         null_data = False
@@ -461,10 +484,25 @@ class Runner:
             await op.begin()
         data, errors = await self._strawberry(request, document, operation, roots, ctx)
         failed = bool(errors) or op.failed
+        replica = self.services.replica
+        # a write by a signed-in caller, with a replica: stamped, so that every worker sends
+        # the caller's reads to the primary for a while (db.replica)
+        stamp = not failed and replica is not None and op.started and op.user_id is not None
         try:
+            if stamp:
+                async with op.as_role(LOGIN_ROLE) as conn:
+                    await conn.execute(NOTE_WRITE, op.user_id)
             await op.end(commit=not failed)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except (
+            AppError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             return internal(exc)
+        if stamp and replica is not None and op.user_id is not None:
+            replica.wrote(op.user_id)
         if failed:  # contract: a failed mutation wrote nothing, and its data is null
             return answer([r.key for r in roots], {}, errors, True)
         values = {k: orjson.dumps(v) for k, v in (data or {}).items()}
