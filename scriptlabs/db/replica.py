@@ -46,7 +46,6 @@ import uuid
 
 import asyncpg
 
-from scriptlabs.auth.tokens import Claims
 from scriptlabs.config import Settings
 from scriptlabs.db.operation import Pool
 from scriptlabs.db.pool import create_pool
@@ -158,26 +157,25 @@ class Replica:
 
     # -- choosing
 
-    async def choose(self, claims: Claims) -> Pool:
-        """The pool a read by `claims` runs on."""
+    async def choose(self, user: uuid.UUID | None, issued_at: object) -> Pool:
+        """The pool a read runs on, for the caller `user` (None: anonymous) whose token was
+        issued at `issued_at` (its `iat` claim, as sent)."""
         if not self.usable or self.pool.breaker.down:
             self.primary_reads += 1
             return self.primary
-        user = claims.sub
-        if user is not None and await self._wrote_lately(user, claims):
+        if user is not None and await self._wrote_lately(user, issued_at):
             self.primary_reads += 1
             return self.primary
         self.reads += 1
         return self.pool
 
-    async def _wrote_lately(self, user: uuid.UUID, claims: Claims) -> bool:
+    async def _wrote_lately(self, user: uuid.UUID, issued: object) -> bool:
         now = time.monotonic()
         until = self._writers.get(user)
         if until is not None:
             if until > now:
                 return True
             del self._writers[user]
-        issued = claims.raw.get("iat")
         if isinstance(issued, int | float) and time.time() - issued < self.window:
             return True  # a fresh token: signed up, in or refreshed just now
         try:

@@ -151,7 +151,8 @@ class Runner:
             )
         replica = self.services.replica
         if kind is OperationType.QUERY and replica is not None:
-            pool = await replica.choose(request.claims)
+            claims = request.claims
+            pool = await replica.choose(claims.sub, claims.raw.get("iat"))
             if pool is replica.pool:
                 outcome = await self._run_on(request, document, operation, pool)
                 if outcome.status != 503:
