@@ -12,7 +12,7 @@ from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.passwords import Passwords
 from scriptlabs.auth.tokens import Claims, TokenVerifier
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation, Pool
+from scriptlabs.db.operation import Isolation, Operation, Pool
 from scriptlabs.db.replica import Replica
 from scriptlabs.errors import AppError, Code
 from scriptlabs.ops.usage import SearchCounts
@@ -29,9 +29,18 @@ class Services:
     searches: SearchCounts = field(default_factory=SearchCounts)  # for `scriptlabs report`
     replica: Replica | None = None  # DATABASE_REPLICA_URL (db.replica)
 
-    def operation(self, claims: Claims, *, readonly: bool, pool: Pool | None = None) -> Operation:
+    def operation(
+        self,
+        claims: Claims,
+        *,
+        readonly: bool,
+        pool: Pool | None = None,
+        isolation: Isolation | None = None,
+        timeout_ms: int | None = None,
+    ) -> Operation:
         """A new operation for `claims` (its transaction begins at its first statement), on
-        the primary unless another pool (the replica's) is given."""
+        the primary unless another pool (the replica's) is given; its deadline is
+        STATEMENT_TIMEOUT_MS unless `timeout_ms` says otherwise (exports, imports)."""
         return Operation(
             pool or self.pool,
             role=claims.role,
@@ -39,6 +48,8 @@ class Services:
             user_id=claims.sub,
             session_id=claims.session_id,
             readonly=readonly,
+            isolation=isolation,
+            timeout_ms=timeout_ms,
         )
 
 

@@ -38,8 +38,7 @@ from scriptlabs.db.operation import Operation, PoolBusy, SessionEnded
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.context import Services
 from scriptlabs.http.client import claims_of
-from scriptlabs.http.graphql import DATABASE_GONE, _gone, error_body
-from scriptlabs.http.graphql import _fault as graphql_fault
+from scriptlabs.http.graphql import DATABASE_GONE, database_gone, error_body, fault
 from scriptlabs.labs.export import MEDIA_TYPES, Format, export_chunks, open_cursor
 
 log = logging.getLogger("scriptlabs.export")
@@ -102,7 +101,7 @@ def _error(
 def _fault() -> Response:
     """A fault of ours before the first byte: logged with a request id, answered as GraphQL
     answers one (500, the contract's JSON shape)."""
-    return graphql_fault(JSON)
+    return fault(JSON)
 
 
 class ExportEndpoint:
@@ -156,12 +155,8 @@ class ExportEndpoint:
         self, services: Services, claims: Claims, slot: Slot, scope: Any, receive: Any, send: Any
     ) -> None:
         settings = services.settings
-        op = Operation(
-            services.pool,
-            role=claims.role,
-            claims_json=claims.json,
-            user_id=claims.sub,
-            session_id=claims.session_id,
+        op = services.operation(
+            claims,
             readonly=True,
             isolation="repeatable_read",
             timeout_ms=settings.export_timeout_s * 1000,
@@ -214,7 +209,7 @@ class ExportEndpoint:
         except AppError as exc:  # the deadline
             response = _error(503, exc.extensions["code"], exc.message)
         except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
-            if not _gone(exc):
+            if not database_gone(exc):
                 response = _fault()
             else:
                 log.exception("export: database unavailable")

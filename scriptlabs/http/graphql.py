@@ -45,7 +45,7 @@ DATABASE_GONE = (
 )
 
 
-def _fault(media: str) -> Response:
+def fault(media: str) -> Response:
     """A fault of ours, while its exception is handled: logged whole with the request's id
     (X-Request-Id), and answered in the contract's shape, never as text."""
     request_id = logs.request_id()
@@ -63,7 +63,7 @@ def _fault(media: str) -> Response:
     return Response(body, 500, media_type=media)
 
 
-def _gone(exc: BaseException) -> bool:
+def database_gone(exc: BaseException) -> bool:
     # the driver says "pool is closed" and "connection is closed" as plain InterfaceErrors
     return isinstance(exc, DATABASE_GONE) or "is closed" in str(exc)
 
@@ -251,8 +251,8 @@ class GraphQLEndpoint:
             return Response(error_body(exc.code, exc.message), status, headers, media_type=media)
         except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
             request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
-            if not _gone(exc):
-                return _fault(media)
+            if not database_gone(exc):
+                return fault(media)
             # the database did not answer: our fault, said in the same shape (an outage is
             # logged where it is found, db.outage, not once per refused request)
             metrics.count_db_unavailable()
@@ -266,7 +266,7 @@ class GraphQLEndpoint:
             return Response(body, 503, {"Retry-After": str(busy.retry_after)}, media_type=media)
         except Exception:
             request.scope[access.OUTCOME] = Code.INTERNAL_SERVER_ERROR.value
-            return _fault(media)
+            return fault(media)
 
     async def _handle(self, request: Request, media: str) -> Response:
         if request.method == "GET":

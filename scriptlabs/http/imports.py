@@ -32,12 +32,11 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from scriptlabs.db.operation import Operation, PoolBusy, SessionEnded
+from scriptlabs.db.operation import PoolBusy, SessionEnded
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.context import Services
 from scriptlabs.http.client import claims_of
-from scriptlabs.http.graphql import DATABASE_GONE, _gone, error_body
-from scriptlabs.http.graphql import _fault as graphql_fault
+from scriptlabs.http.graphql import DATABASE_GONE, database_gone, error_body, fault
 from scriptlabs.labs.imports import LabImport
 
 log = logging.getLogger("scriptlabs.import")
@@ -113,15 +112,7 @@ async def import_labs_csv(request: Request) -> Response:
     refused = slots.refusal(claims.sub)
     if refused is not None:
         return refused
-    op = Operation(
-        services.pool,
-        role=claims.role,
-        claims_json=claims.json,
-        user_id=claims.sub,
-        session_id=claims.session_id,
-        readonly=False,
-        timeout_ms=settings.import_timeout_s * 1000,
-    )
+    op = services.operation(claims, readonly=False, timeout_ms=settings.import_timeout_s * 1000)
     commit = False
     job = LabImport(op, skip_bad=skip == "true")
     try:
@@ -151,13 +142,13 @@ async def import_labs_csv(request: Request) -> Response:
         log.info("import: the client went away")
         return Response(status_code=400)
     except (*DATABASE_GONE, asyncpg.InterfaceError) as exc:
-        if not _gone(exc):
-            return graphql_fault(JSON)
+        if not database_gone(exc):
+            return fault(JSON)
         log.exception("import: database unavailable")
         headers = {"Retry-After": "5"}
         return _error(503, Code.INTERNAL_SERVER_ERROR, "The database is unavailable", headers)
     except Exception:
-        return graphql_fault(JSON)
+        return fault(JSON)
     finally:
         if not op.ended:
             await job.cancel()

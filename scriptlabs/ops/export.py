@@ -19,7 +19,7 @@ import orjson
 
 from scriptlabs.auth.tokens import AUDIENCE
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation, Pool
+from scriptlabs.db.operation import Isolation, Operation, Pool
 from scriptlabs.db.pool import create_pool
 from scriptlabs.labs.export import Format, count_labs, export_chunks, open_cursor
 from scriptlabs.ops.progress import Progress
@@ -43,19 +43,16 @@ async def find_user(admin_dsn: str, email: str) -> tuple[uuid.UUID, str]:
     return row["id"], row["email"]
 
 
-async def export_user_labs(
-    settings: Settings, email: str, fmt: Format, out: BinaryIO, progress: TextIO | None
-) -> int:
-    """Write the labs of the user with `email` to `out`; the number of labs written."""
+async def as_user(
+    settings: Settings, email: str, *, readonly: bool, isolation: Isolation | None = None
+) -> tuple[asyncpg.Pool, Operation]:
+    """An operator's command acting as the user with `email`: a pool of one connection (close
+    it when done) and an operation under that user's role and claims, so Row Level Security
+    applies as to the user's own requests; no deadline (an operator stops it with Ctrl-C)."""
     assert settings.database_url is not None
     admin = settings.database_admin_url or settings.database_url
     user_id, stored_email = await find_user(admin, email)
-    claims = {
-        "sub": str(user_id),
-        "email": stored_email,
-        "role": "authenticated",
-        "aud": AUDIENCE,
-    }
+    claims = {"sub": str(user_id), "email": stored_email, "role": "authenticated", "aud": AUDIENCE}
     raw = await create_pool(replace(settings, db_pool_min=1, db_pool_max=1))
     pool = Pool(raw, asyncio.Semaphore(1), settings.db_pool_wait_seconds, 0)
     op = Operation(
@@ -64,10 +61,18 @@ async def export_user_labs(
         claims_json=orjson.dumps(claims).decode(),
         user_id=user_id,
         session_id=None,
-        readonly=True,
-        isolation="repeatable_read",
-        timeout_ms=0,  # an operator's command: no bound (Ctrl-C stops it)
+        readonly=readonly,
+        isolation=isolation,
+        timeout_ms=0,
     )
+    return raw, op
+
+
+async def export_user_labs(
+    settings: Settings, email: str, fmt: Format, out: BinaryIO, progress: TextIO | None
+) -> int:
+    """Write the labs of the user with `email` to `out`; the number of labs written."""
+    raw, op = await as_user(settings, email, readonly=True, isolation="repeatable_read")
     written = 0
     try:
         total = await count_labs(op) if progress is not None else 0

@@ -14,21 +14,14 @@ could not be read. On a terminal, standard error shows progress (rows, rate, tim
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import BinaryIO, TextIO
 
-import orjson
-
-from scriptlabs.auth.tokens import AUDIENCE
 from scriptlabs.config import Settings
-from scriptlabs.db.operation import Operation, Pool
-from scriptlabs.db.pool import create_pool
 from scriptlabs.labs.imports import LabImport, Report
-from scriptlabs.ops.export import find_user
+from scriptlabs.ops.export import as_user
 
 CHUNK_BYTES = 256 * 1024
 
@@ -43,21 +36,7 @@ async def import_user_labs(
 ) -> tuple[Report, bool]:
     """Import `source` into the labs of the user with `email`: the report, and whether the
     import was committed."""
-    assert settings.database_url is not None
-    admin = settings.database_admin_url or settings.database_url
-    user_id, stored_email = await find_user(admin, email)
-    claims = {"sub": str(user_id), "email": stored_email, "role": "authenticated", "aud": AUDIENCE}
-    raw = await create_pool(replace(settings, db_pool_min=1, db_pool_max=1))
-    pool = Pool(raw, asyncio.Semaphore(1), settings.db_pool_wait_seconds, 0)
-    op = Operation(
-        pool,
-        role="authenticated",
-        claims_json=orjson.dumps(claims).decode(),
-        user_id=user_id,
-        session_id=None,
-        readonly=False,
-        timeout_ms=0,  # an operator's command: no bound (Ctrl-C stops it)
-    )
+    raw, op = await as_user(settings, email, readonly=False)
     commit = False
     job = LabImport(op, skip_bad=skip_bad)
     try:
