@@ -1,6 +1,7 @@
-"""One GraphQL operation's database work: one pooled connection, one transaction, one deadline.
+"""One operation's database work: one pooled connection, one transaction, one deadline.
 
-`Operation` is driven by the runner (scriptlabs.graphql.execution), which alone begins and
+`Operation` is driven by the runner (scriptlabs.graphql.execution) for a GraphQL operation,
+and by the streamed endpoints (export, import) for theirs; whoever drives it alone begins and
 ends it; resolvers and domain code only send statements through it. It takes plain values
 (role, claims JSON, the token's user and session) and knows nothing of tokens.
 

@@ -1,6 +1,8 @@
 """The operation runner: one GraphQL operation, from verified claims to its outcome.
 
-`Runner.run` owns an operation whole, and nothing else begins, commits or rolls back:
+`Runner.run` owns a GraphQL operation whole, and nothing else begins, commits or rolls it
+back (the streamed endpoints, export and import, own their one operation the same way,
+with a deadline of their own: http/export.py, http/imports.py):
 
 1. The document, parsed under the token limit and validated once (`Documents`, cached).
 2. The operation chosen, its type allowed by the transport (GET: queries only), read-only
