@@ -12,6 +12,8 @@ import email.policy
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,6 +34,7 @@ from scriptlabs.config import Argon2Params, Settings
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
 
+ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
@@ -40,6 +43,28 @@ CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 class Database:
     dsn: str
     admin_dsn: str
+
+
+def run_cli(
+    database: Database, *args: str, stderr: int = subprocess.PIPE, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    """`scriptlabs ARGS...` in a process of its own, against `database`, as an operator runs it."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.dsn,
+        "DATABASE_ADMIN_URL": database.admin_dsn,
+        "JWT_SECRET": JWT_SECRET,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "scriptlabs", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

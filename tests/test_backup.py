@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -18,7 +17,7 @@ import asyncpg
 import orjson
 
 from scriptlabs.config import Settings
-from tests.conftest import JWT_SECRET, Api, Database, User, create_database, dsn_for, serve
+from tests.conftest import Api, Database, User, create_database, dsn_for, run_cli, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,27 +40,6 @@ from pg_catalog.pg_tables
 where schemaname not in ('pg_catalog', 'information_schema')
 order by 1
 """
-
-
-def run_cli(
-    db: Database, *args: str, stderr: int = subprocess.PIPE
-) -> subprocess.CompletedProcess[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db.dsn,
-        "DATABASE_ADMIN_URL": db.admin_dsn,
-        "JWT_SECRET": JWT_SECRET,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scriptlabs", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        timeout=120,
-        check=False,
-    )
 
 
 async def empty_database(database: Database) -> Database:

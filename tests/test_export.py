@@ -24,7 +24,7 @@ import pytest
 
 from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.export import CSV_HEADER
-from tests.conftest import JWT_SECRET, Api, Database, User, free_port
+from tests.conftest import JWT_SECRET, Api, Database, User, free_port, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = CSV_HEADER.split(",")
@@ -265,22 +265,7 @@ async def test_a_service_role_key_cannot_export_everyones_labs(api: Api) -> None
 def run_export(
     database: Database, *args: str, stderr: int = subprocess.PIPE
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database.dsn,
-        "DATABASE_ADMIN_URL": database.admin_dsn,
-        "JWT_SECRET": JWT_SECRET,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scriptlabs", "export", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(database, "export", *args, stderr=stderr, timeout=60)
 
 
 async def test_the_command_writes_what_the_endpoint_sends(api: Api, database: Database) -> None:

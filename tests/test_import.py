@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.labs.csv_records import QUOTED_EMPTY, CsvError, CsvRecords
 from scriptlabs.labs.export import CSV_HEADER
-from tests.conftest import JWT_SECRET, Api, Database, User
+from tests.conftest import Api, Database, User, run_cli
 from tests.test_export import TRICKY, auth, create_labs, parse_csv, real_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,22 +31,7 @@ LABS = f"{{ labs(first: 100, {ORDER}) {{ nodes {{ {' '.join(FIELDS)} }} }} }}"
 def run_import(
     database: Database, *args: str, stderr: int = subprocess.PIPE
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database.dsn,
-        "DATABASE_ADMIN_URL": database.admin_dsn,
-        "JWT_SECRET": JWT_SECRET,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "scriptlabs", "import", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(database, "import", *args, stderr=stderr)
 
 
 async def labs_of(api: Api, user: User) -> list[dict[str, Any]]:
