@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from scriptlabs.config import Settings
+from scriptlabs.ops.backup import RESTORE_LOCK_KEY
 from tests.conftest import Api, Database, User, create_database, dsn_for, run_cli, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,4 +346,25 @@ async def test_two_restores_at_once_into_one_database_give_one_whole_copy(
     assert sorted(d.returncode for d in done) == [0, 2], [d.stderr for d in done]
     refused = next(d for d in done if d.returncode == 2)
     assert b"is not empty" in refused.stderr or b"nothing was restored" in refused.stderr
+    assert await count_own_tables(target) == await count_own_tables(database)
+
+
+async def test_a_restore_while_another_runs_is_refused_at_once_and_touches_nothing(
+    database: Database, tmp_path: Path
+) -> None:
+    file = tmp_path / "b.backup"
+    await backed_up_database(database, file)
+    target = await empty_database(database)
+    other = await asyncpg.connect(target.admin_dsn)  # stands for a restore in progress
+    try:
+        assert await other.fetchval("select pg_try_advisory_lock($1)", RESTORE_LOCK_KEY)
+        done = await asyncio.to_thread(run_cli, target, "restore", str(file))
+        assert done.returncode == 2, done.stderr
+        assert b"another restore" in done.stderr
+        assert b"nothing was restored" in done.stderr
+        assert await count_own_tables(target) == 0
+    finally:
+        await other.close()
+    done = await asyncio.to_thread(run_cli, target, "restore", str(file))
+    assert done.returncode == 0, done.stderr
     assert await count_own_tables(target) == await count_own_tables(database)

@@ -36,12 +36,22 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from scriptlabs.db.migrate import MigrationError, migrate, sql_dir
+from scriptlabs.db.migrate import (
+    MIGRATION_LOCK_KEY,
+    TAKE_LOCK,
+    MigrationError,
+    migrate,
+    sql_dir,
+)
 from scriptlabs.ops.progress import Progress, human_seconds
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 ARCHIVE_MAGIC = b"PGDMP"  # the first bytes of a custom-format archive
 POLL_S = 0.2
+
+# Held by a restore for as long as it runs (pg_locks objid); the migrations use ...0001.
+RESTORE_LOCK_KEY = 0x5C_1AB5_0002
+TRY_RESTORE_LOCK = "select pg_try_advisory_lock($1)"
 
 SERVER_VERSION = "select current_setting('server_version_num')::int / 10000"
 
@@ -276,26 +286,56 @@ async def restore(
     admin_dsn: str, file: Path, progress: TextIO | None, *, authenticator_password: str | None
 ) -> list[str]:
     """Restore the backup `file` into the empty database of `admin_dsn`; the migrations
-    applied after it (none when the backup is of the current version)."""
+    applied after it (none when the backup is of the current version).
+
+    One restore at a time per database: the emptiness check, the roles and pg_restore run
+    under a session advisory lock, and a second restore started meanwhile is refused at
+    once (it would find the database no longer empty)."""
     total, resolved = _archive(file)
-    major, _, own = await _server_facts(admin_dsn)
-    if own:
-        name = urlsplit(admin_dsn).path.lstrip("/") or "the database"
-        raise BackupError(
-            f"{name} is not empty ({own} tables, functions or schemas of its own): a backup "
-            "is restored into an empty database only: create a new one and point "
-            "DATABASE_URL and DATABASE_ADMIN_URL at it (embedded: a new SCRIPTLABS_DATA_DIR)"
-        )
-    pg_restore = find_tool("pg_restore", major)
-
-    # Roles are the cluster's, not the dump's: make sure the API's four exist.
-    roles = (sql_dir() / "001_roles.sql").read_text(encoding="utf-8")
-    conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(roles)
+        conn = await asyncpg.connect(admin_dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BackupError(f"cannot connect to the database: {exc}") from None
+    try:
+        name = urlsplit(admin_dsn).path.lstrip("/") or "the database"
+        if not await conn.fetchval(TRY_RESTORE_LOCK, RESTORE_LOCK_KEY):
+            raise BackupError(f"another restore into {name} is running; nothing was restored")
+        major = int(await conn.fetchval(SERVER_VERSION))
+        own = int(await conn.fetchval(OWN_OBJECTS))
+        if own:
+            raise BackupError(
+                f"{name} is not empty ({own} tables, functions or schemas of its own): a "
+                "backup is restored into an empty database only: create a new one and point "
+                "DATABASE_URL and DATABASE_ADMIN_URL at it (embedded: a new SCRIPTLABS_DATA_DIR)"
+            )
+        pg_restore = find_tool("pg_restore", major)
+        # Roles are the cluster's, not the dump's: make sure the API's four exist, under the
+        # migrations' lock as `scriptlabs db migrate` runs the same file.
+        roles = (sql_dir() / "001_roles.sql").read_text(encoding="utf-8")
+        async with conn.transaction():
+            await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+            await conn.execute(roles)
+        await _pg_restore(pg_restore, admin_dsn, file, total, resolved, progress)
     finally:
-        await conn.close()
+        await conn.close()  # the session lock goes with the session
+    try:
+        return await migrate(admin_dsn, authenticator_password=authenticator_password)
+    except MigrationError as exc:
+        raise BackupError(
+            f"{file} was restored, but its schema does not match the migrations of this "
+            f"version: {exc}"
+        ) from None
 
+
+async def _pg_restore(
+    pg_restore: Path,
+    admin_dsn: str,
+    file: Path,
+    total: int,
+    resolved: str,
+    progress: TextIO | None,
+) -> None:
+    """Run pg_restore of `file` in one transaction, drawing its progress."""
     dsn, env = libpq_target(admin_dsn)
     bar = Progress(progress, "restored", "", total, in_bytes=True)
     read = 0
@@ -331,13 +371,6 @@ async def restore(
             f"pg_restore failed (exit status {status}); nothing was restored:\n{_errors(tail)}"
         )
     bar.finish(f"restored {file} ({total:,} bytes) in {human_seconds(time.monotonic() - started)}")
-    try:
-        return await migrate(admin_dsn, authenticator_password=authenticator_password)
-    except MigrationError as exc:
-        raise BackupError(
-            f"{file} was restored, but its schema does not match the migrations of this "
-            f"version: {exc}"
-        ) from None
 
 
 def _private_draft(file: Path) -> Path:
