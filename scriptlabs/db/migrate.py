@@ -8,9 +8,14 @@ so several processes migrating at once apply each file exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -60,8 +65,20 @@ RECORD = "insert into scriptlabs_meta.schema_migrations (version, checksum) valu
 ALTER_AUTHENTICATOR = "select format('alter role authenticator with login password %L', $1::text)"
 
 
+# Roles are the cluster's, and the lock above is the database's: two databases of one server
+# migrated at once (or a restore beside a migrate) may change the same role together. The one
+# that waited then fails with "tuple concurrently updated" (XX000), or "duplicate key" on
+# pg_authid (23505) when both created it; its transaction is rolled back whole, so it is run
+# again, a few times, after a short random pause.
+CATALOG_RACES = ("tuple concurrently updated", "pg_authid")
+RACE_ATTEMPTS = 5
+
+
 class MigrationError(Exception):
     """The schema cannot be brought up to date: a file failed or was changed after use."""
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,27 +128,54 @@ async def migrate(admin_dsn: str, *, authenticator_password: str | None = None) 
     """
     wanted = list_migrations()
     conn = await asyncpg.connect(admin_dsn)
-    try:
+
+    async def start() -> None:
         async with conn.transaction():
             await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
             await conn.execute(CREATE_META)
             await conn.execute(GRANT_META)
             _check_unchanged(await _applied(conn), wanted)
 
-        done: list[str] = []
-        for migration in wanted:
-            if await _apply(conn, migration):
-                done.append(migration.version)
-
+    async def finish() -> None:
         async with conn.transaction():
             await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
             await conn.execute(GRANT_META)
             if authenticator_password is not None:
                 statement = await conn.fetchval(ALTER_AUTHENTICATOR, authenticator_password)
                 await conn.execute(statement)
+
+    try:
+        await retry_catalog_races(start)
+        done: list[str] = []
+        for migration in wanted:
+            if await retry_catalog_races(functools.partial(_apply, conn, migration)):
+                done.append(migration.version)
+        await retry_catalog_races(finish)
         return done
     finally:
         await conn.close()
+
+
+async def retry_catalog_races(step: Callable[[], Awaitable[T]]) -> T:
+    """Run `step` (one whole transaction) again when it lost a race on a shared catalog."""
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            return await step()
+        except (asyncpg.PostgresError, MigrationError) as exc:
+            cause = exc.__cause__ if isinstance(exc, MigrationError) else exc
+            if attempt == RACE_ATTEMPTS or not _lost_catalog_race(cause):
+                raise
+        await asyncio.sleep(random.uniform(0.02, 0.1) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _lost_catalog_race(exc: BaseException | None) -> bool:
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    text = str(exc)
+    return (exc.sqlstate == "XX000" and CATALOG_RACES[0] in text) or (
+        exc.sqlstate == "23505" and CATALOG_RACES[1] in text
+    )
 
 
 async def pending_migrations(dsn: str) -> list[str]:

@@ -41,6 +41,7 @@ from scriptlabs.db.migrate import (
     TAKE_LOCK,
     MigrationError,
     migrate,
+    retry_catalog_races,
     sql_dir,
 )
 from scriptlabs.ops.progress import Progress, human_seconds
@@ -312,9 +313,13 @@ async def restore(
         # Roles are the cluster's, not the dump's: make sure the API's four exist, under the
         # migrations' lock as `scriptlabs db migrate` runs the same file.
         roles = (sql_dir() / "001_roles.sql").read_text(encoding="utf-8")
-        async with conn.transaction():
-            await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
-            await conn.execute(roles)
+
+        async def make_roles() -> None:
+            async with conn.transaction():
+                await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+                await conn.execute(roles)
+
+        await retry_catalog_races(make_roles)
         await _pg_restore(pg_restore, admin_dsn, file, total, resolved, progress)
     finally:
         await conn.close()  # the session lock goes with the session
