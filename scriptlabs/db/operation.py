@@ -145,7 +145,9 @@ class Pool:
         if self.gate.locked():  # wait for a turn, for a bounded time
             self.waiting += 1
             try:
-                await asyncio.wait_for(self.gate.acquire(), self.wait)
+                # a timer, not wait_for's task: most requests wait here under load
+                async with asyncio.timeout(self.wait):
+                    await self.gate.acquire()
             except TimeoutError:
                 metrics.count_db_unavailable("pool_busy")
                 raise PoolBusy(max(1, round(self.wait))) from None
