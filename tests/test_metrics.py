@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -24,7 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scriptlabs.config import Settings
 from scriptlabs.ops import scrape as exposition
-from scriptlabs.telemetry.logs import JsonFormatter, RequestIdFilter, TextFormatter
+from scriptlabs.telemetry.logs import (
+    REQUEST_ID,
+    JsonFormatter,
+    JsonLines,
+    RequestIdFilter,
+    TextFormatter,
+)
 from scriptlabs.telemetry.metrics import Recorder, forget_dead_workers
 from tests.conftest import Api, Database, SmtpSink, create_database, free_port, serve
 from tests.test_password_reset import NEW_PASSWORD, REQUEST, RESET, SIGN_IN, STATUS, token_in
@@ -544,3 +551,47 @@ def test_log_lines_as_json_and_as_text() -> None:
     formatted = json.loads(JsonFormatter().format(failed))
     assert formatted["level"] == "error"
     assert "ValueError: boom" in formatted["exc"]
+
+
+async def test_json_access_lines_are_logging_s_own_lines_written_once_a_loop_turn() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.Logger("scriptlabs.access", logging.INFO)  # a tree of its own
+    logger.addHandler(handler)
+    lines = JsonLines()
+    rid = "cd" * 16
+    fields = {"method": "POST", "path": "/graphql", "operationName": None, "status": 200}
+    token = REQUEST_ID.set(rid)
+    try:
+        assert lines.write(logger, "POST /graphql 200", fields)
+        assert lines.write(logger, "POST /graphql 200", {**fields, "status": 400})
+        assert stream.getvalue() == ""  # at the end of the loop's turn, both at once
+        await asyncio.sleep(0)
+        written = [json.loads(line) for line in stream.getvalue().splitlines()]
+        record = logging.LogRecord(
+            logger.name, logging.INFO, __file__, 1, "POST /graphql 200", None, None
+        )
+        record.__dict__.update(fields)
+        assert handler.filter(record)
+        expected = json.loads(handler.format(record))
+        assert [list(w) for w in written] == [list(expected)] * 2  # same keys, same order
+        assert {**written[0], "ts": None} == {**expected, "ts": None}
+        assert written[1]["status"] == 400 and written[1]["requestId"] == rid
+    finally:
+        REQUEST_ID.reset(token)
+
+    # any other configuration goes through logging: the caller logs the record itself
+    logger.addHandler(logging.StreamHandler(io.StringIO()))
+    assert not lines.write(logger, "x", {})
+    logger.handlers = [handler]
+    handler.setFormatter(TextFormatter())
+    assert not lines.write(logger, "x", {})
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(logging.WARNING)
+    assert not lines.write(logger, "x", {})
+    handler.setLevel(logging.NOTSET)
+    assert lines.write(logger, "x", {})  # outside a turn of the loop: written at once
+    lines.flush()
+    assert stream.getvalue().count("\n") == 3

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from scriptlabs.telemetry import metrics
-from scriptlabs.telemetry.logs import REQUEST_ID
+from scriptlabs.telemetry.logs import REQUEST_ID, JsonLines
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,6 +32,7 @@ CLIENT = "scriptlabs.client"  # the client's address as TRUSTED_PROXIES vouch fo
 
 ACCESS_LOGGER = "scriptlabs.access"
 log = logging.getLogger(ACCESS_LOGGER)
+LINES = JsonLines()  # the process's access lines, when the logs are JSON (telemetry/logs.py)
 
 
 class AccessMiddleware:
@@ -70,27 +71,24 @@ class AccessMiddleware:
                 self.recorder.observe(operation, outcome, status, seconds)
             else:
                 outcome = None
-            if self.access_log and log.isEnabledFor(logging.INFO):
+            if self.access_log:
                 method, path = scope.get("method"), scope.get("path")
-                # the record made here: Logger.info would look for its caller on the stack
-                # and check every extra key, a tenth of the line's cost (bench/RESULTS.md)
-                record = logging.LogRecord(
-                    ACCESS_LOGGER,
-                    logging.INFO,
-                    __file__,
-                    0,
-                    f"{method} {path} {status}",
-                    None,
-                    None,
-                )
-                record.__dict__.update(
-                    method=method,
-                    path=path,
-                    operationName=operation,
-                    outcome=outcome,
-                    status=status,
-                    durationMs=round(seconds * 1000, 3),
-                    client=scope.get(CLIENT) or (scope.get("client") or ("",))[0],
-                )
-                log.handle(record)
+                fields = {
+                    "method": method,
+                    "path": path,
+                    "operationName": operation,
+                    "outcome": outcome,
+                    "status": status,
+                    "durationMs": round(seconds * 1000, 3),
+                    "client": scope.get(CLIENT) or (scope.get("client") or ("",))[0],
+                }
+                message = f"{method} {path} {status}"
+                if not LINES.write(log, message, fields) and log.isEnabledFor(logging.INFO):
+                    # the record made here: Logger.info would look for its caller on the
+                    # stack and check every extra key, a tenth of the line's cost
+                    record = logging.LogRecord(
+                        ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None
+                    )
+                    record.__dict__.update(fields)
+                    log.handle(record)
             REQUEST_ID.reset(token)
