@@ -38,6 +38,7 @@ from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
 from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port
+from tests.test_metrics import samples, value
 
 LAB_EVENTS = "subscription { labEvents { type id lab { id title rating } } }"
 CREATE = "mutation($i: CreateLabInput!) { createLab(input: $i) { id } }"
@@ -298,6 +299,48 @@ async def test_a_bad_token_closes_the_socket_with_4403(server: Server) -> None:
         payload = {"Authorization": "Bearer not-a-token"}
         await ws.send(orjson.dumps({"type": "connection_init", "payload": payload}).decode())
         assert await closed_with(ws) == 4403
+
+
+async def test_metrics_count_sockets_subscriptions_events_and_closes(
+    http: Api, server: Server
+) -> None:
+    async def figure(name: str, **labels: str) -> float:
+        response = await http.client.get("/metrics")
+        assert response.status_code == 200
+        return value(samples(response.text), name, **labels) or 0.0
+
+    async def until(expected: float, name: str, **labels: str) -> None:
+        found = await figure(name, **labels)
+        deadline = time.monotonic() + 5
+        while found != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            found = await figure(name, **labels)
+        assert found == expected, (name, labels)
+
+    sockets = await figure("scriptlabs_websockets_open")
+    subscriptions = await figure("scriptlabs_subscriptions_active")
+    events = await figure("scriptlabs_lab_events_delivered_total")
+    refused = await figure("scriptlabs_websocket_closes_total", code="4403")
+    user = await http.sign_up()
+    async with socket(server.ws, user.token) as ws:
+        await subscribe(ws, "a")
+        await subscribe(ws, "b")
+        await until(sockets + 1, "scriptlabs_websockets_open")
+        await until(subscriptions + 2, "scriptlabs_subscriptions_active")
+        await create(http, user, "Counted")
+        await event(ws)
+        await event(ws)
+        await until(events + 2, "scriptlabs_lab_events_delivered_total")
+        await ws.send(orjson.dumps({"id": "a", "type": "complete"}).decode())
+        await barrier(ws)
+        await until(subscriptions + 1, "scriptlabs_subscriptions_active")
+    await until(subscriptions, "scriptlabs_subscriptions_active")
+    await until(sockets, "scriptlabs_websockets_open")
+    async with connect(server.ws, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        payload = {"Authorization": "Bearer not-a-token"}
+        await ws.send(orjson.dumps({"type": "connection_init", "payload": payload}).decode())
+        assert await closed_with(ws) == 4403
+    await until(refused + 1, "scriptlabs_websocket_closes_total", code="4403")
 
 
 async def test_without_a_token_subscribing_fails_with_unauthenticated(server: Server) -> None:

@@ -52,6 +52,7 @@ from scriptlabs.graphql.execution import Request, Runner
 from scriptlabs.graphql.subscription import LabEventStream
 from scriptlabs.http.client import client_of
 from scriptlabs.realtime.listener import Listener, Subscriber
+from scriptlabs.telemetry import metrics
 
 log = logging.getLogger("scriptlabs.http")
 
@@ -107,10 +108,12 @@ class GraphQLWebSockets:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         socket = GraphQLSocket(self, WebSocket(scope, receive, send))
         self.sockets.add(socket)
+        metrics.WEBSOCKETS.inc()
         try:
             await socket.run()
         finally:
             self.sockets.discard(socket)
+            metrics.WEBSOCKETS.dec()
 
     async def session_live(self, user_id: uuid.UUID, session_id: uuid.UUID, *, fresh: bool) -> bool:
         """Whether a session is live: one statement on a pooled connection (taking its turn
@@ -159,6 +162,7 @@ class GraphQLSocket:
 
     async def run(self) -> None:
         if SUBPROTOCOL not in self.ws.scope.get("subprotocols", []):
+            metrics.count_websocket_close(4406)
             await self.ws.close(4406, "Subprotocol not acceptable")  # refused handshake
             return
         await self.ws.accept(subprotocol=SUBPROTOCOL)
@@ -225,6 +229,7 @@ class GraphQLSocket:
         self.subscriptions.clear()
         close = self._close
         if close is not None and self.ws.application_state is WebSocketState.CONNECTED:
+            metrics.count_websocket_close(close.code)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(close.code, close.reason), 5)
 
@@ -351,6 +356,7 @@ class GraphQLSocket:
         inbox = Subscriber(claims.sub, self._overflowed)
         sub = _Subscription(accepted, inbox)
         self.subscriptions[sub_id] = sub
+        metrics.SUBSCRIPTIONS.inc()
         listener.add(inbox)
         sub.task = asyncio.create_task(self._pump(sub_id, sub))
 
@@ -359,6 +365,8 @@ class GraphQLSocket:
         await self.send({"id": sub_id, "type": "error", "payload": payload})
 
     def _stop(self, sub: _Subscription) -> None:
+        """End a subscription (each once: `complete` takes it out, `_end` ends the rest)."""
+        metrics.SUBSCRIPTIONS.dec()
         self.endpoint.listener.remove(sub.inbox)
         if sub.task is not None:
             sub.task.cancel()
@@ -382,6 +390,7 @@ class GraphQLSocket:
                     await self.close(FORBIDDEN, "Session ended")
                     return
                 await self.send({"id": sub_id, "type": "next", "payload": payload})
+                metrics.EVENTS.inc()
         except _Disconnected:
             return
         except Exception:

@@ -107,6 +107,34 @@ POOL_MAX = Gauge(
     multiprocess_mode="livesum",
 )
 
+WEBSOCKETS = Gauge(
+    "scriptlabs_websockets_open",
+    "GraphQL WebSocket connections open (graphql-transport-ws).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+SUBSCRIPTIONS = Gauge(
+    "scriptlabs_subscriptions_active",
+    "labEvents subscriptions running on the open sockets.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+EVENTS = Counter(
+    "scriptlabs_lab_events_delivered",
+    "labEvents `next` messages sent to subscribers.",
+    registry=REGISTRY,
+)
+WEBSOCKET_CLOSES = Counter(
+    "scriptlabs_websocket_closes",
+    "WebSocket connections the server closed, by close code: 1013 a subscriber too slow for "
+    "its events or events interrupted, 4403 a token expired or session ended, 44xx the "
+    "client broke the protocol, 1001 shut-down, 1011 an internal error.",
+    ["code"],
+    registry=REGISTRY,
+)
+# the codes the server closes with (http/websocket.py); anything else counts as `other`
+CLOSE_CODES = frozenset({1001, 1011, 1013, 4400, 4401, 4403, 4406, 4408, 4409, 4429})
+
 for _result in ("sent", "failed"):  # the series exist before the first delivery
     MAIL.labels(_result)
 
@@ -176,6 +204,11 @@ def count_db_unavailable(kind: str = "unavailable") -> None:
 
 def count_mail(result: str) -> None:
     MAIL.labels(result).inc()
+
+
+def count_websocket_close(code: int) -> None:
+    """A WebSocket the server closed, by its close code (bounded)."""
+    WEBSOCKET_CLOSES.labels(str(code) if code in CLOSE_CODES else OTHER).inc()
 
 
 def set_pool(in_use: int, waiting: int, open_: int, maximum: int) -> None:
