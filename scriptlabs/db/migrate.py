@@ -156,6 +156,19 @@ async def migrate(admin_dsn: str, *, authenticator_password: str | None = None) 
         await conn.close()
 
 
+async def make_roles(conn: asyncpg.Connection) -> None:
+    """Run db/001_roles.sql alone (a restore: roles are the server's, never in a dump), under
+    the migrations' lock and retried as a migration is."""
+    roles = (sql_dir() / "001_roles.sql").read_text(encoding="utf-8")
+
+    async def step() -> None:
+        async with conn.transaction():
+            await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
+            await conn.execute(roles)
+
+    await retry_catalog_races(step)
+
+
 async def retry_catalog_races(step: Callable[[], Awaitable[T]]) -> T:
     """Run `step` (one whole transaction) again when it lost a race on a shared catalog."""
     for attempt in range(1, RACE_ATTEMPTS + 1):

@@ -36,14 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from scriptlabs.db.migrate import (
-    MIGRATION_LOCK_KEY,
-    TAKE_LOCK,
-    MigrationError,
-    migrate,
-    retry_catalog_races,
-    sql_dir,
-)
+from scriptlabs.db.migrate import MigrationError, make_roles, migrate
 from scriptlabs.ops.progress import Progress, human_seconds
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -310,16 +303,7 @@ async def restore(
                 "DATABASE_URL and DATABASE_ADMIN_URL at it (embedded: a new SCRIPTLABS_DATA_DIR)"
             )
         pg_restore = find_tool("pg_restore", major)
-        # Roles are the cluster's, not the dump's: make sure the API's four exist, under the
-        # migrations' lock as `scriptlabs db migrate` runs the same file.
-        roles = (sql_dir() / "001_roles.sql").read_text(encoding="utf-8")
-
-        async def make_roles() -> None:
-            async with conn.transaction():
-                await conn.execute(TAKE_LOCK, MIGRATION_LOCK_KEY)
-                await conn.execute(roles)
-
-        await retry_catalog_races(make_roles)
+        await make_roles(conn)  # the cluster's, not the dump's: the API's four must exist
         await _pg_restore(pg_restore, admin_dsn, file, total, resolved, progress)
     finally:
         await conn.close()  # the session lock goes with the session
