@@ -310,28 +310,28 @@ class Operation:
             raise RuntimeError("read_statement runs alone, as the whole operation")
         self.ended = True
         try:
-            try:
-                result = await self._read_statement(query, args)
-            except DatabaseUnavailable:
-                raise
-            except Exception as exc:
-                if not is_gone(exc):
-                    raise
-                # a read, so safe to run again whatever the server saw of it: once
-                log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
-                try:
-                    result = await self._read_statement(query, args)
-                except DatabaseUnavailable:
-                    raise
-                except Exception as again:
-                    if not is_gone(again):
-                        raise
-                    raise DatabaseUnavailable() from again
+            result = await self._read_statement_retrying(query, args)
         except DatabaseUnavailable as exc:
             self.lost = exc
             raise
         await self._run_later()
         return result
+
+    async def _read_statement_retrying(self, query: str, args: str) -> str | None:
+        """A read found a dead pooled connection: safe to run again whatever the server saw of
+        it, once, on another; a second dead one means the database is gone."""
+        for attempt in (1, 2):
+            try:
+                return await self._read_statement(query, args)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:
+                if not is_gone(exc):
+                    raise
+                if attempt == 2:
+                    raise DatabaseUnavailable() from exc
+                log.warning("a pooled connection was found dead: retrying on another (%s)", exc)
+        raise AssertionError("unreachable")
 
     async def _read_statement(self, query: str, args: str) -> str | None:
         async with self.pool.connection() as conn:
