@@ -182,17 +182,7 @@ def cmd_schema(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_cleanup_tokens(settings: Settings, args: argparse.Namespace) -> int:
     from scriptlabs.auth.reset import cleanup_expired_tokens
 
-    async def run(dsn: str) -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await cleanup_expired_tokens(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as settings:
-        admin = settings.database_admin_url or settings.database_url
-        assert admin is not None
-        deleted = asyncio.run(run(admin))
+    deleted = _as_owner(settings, cleanup_expired_tokens)
     print(f"deleted {deleted} rows (expired or used reset tokens, old mail and sessions)")
     return 0
 
