@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings=settings,
             pool=Pool(
                 pool,
-                asyncio.Semaphore(settings.db_pool_max),
+                settings.db_pool_max,
                 settings.db_pool_wait_seconds,
                 settings.statement_timeout_ms,
             ),

@@ -156,7 +156,7 @@ async def start_sender(sender_settings: Settings) -> AsyncIterator[Senders]:
         settings = replace(sender_settings, **changes)
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
         assert pool is not None
-        sender = MailSender(Pool(pool, asyncio.Semaphore(3), 10, 5000), settings, cleanup=False)
+        sender = MailSender(Pool(pool, 3, 10, 5000), settings, cleanup=False)
         started.append((sender, pool))
         sender.start()
         return sender
@@ -345,7 +345,7 @@ async def test_the_sender_runs_the_token_cleanup(
     pool = await asyncpg.create_pool(sender_settings.database_url, min_size=1, max_size=2)
     assert pool is not None
     # cleans up at start, then hourly
-    sender = MailSender(Pool(pool, asyncio.Semaphore(2), 10, 5000), sender_settings)
+    sender = MailSender(Pool(pool, 2, 10, 5000), sender_settings)
     sender.start()
     try:
         await wait_for_rows(

@@ -394,9 +394,7 @@ async def test_random_hashes_in_only_mode_read_the_table_at_most_once_per_interv
     assert scriptlabs(database, "persisted", "add", str(path)).returncode == 0
     raw = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
     try:
-        registry = RegisteredQueries(
-            Pool(raw, asyncio.Semaphore(2), 5.0, 5000), reload_seconds=60, refresh_seconds=60
-        )
+        registry = RegisteredQueries(Pool(raw, 2, 5.0, 5000), reload_seconds=60, refresh_seconds=60)
 
         async def hostile(i: int) -> Code:
             try:

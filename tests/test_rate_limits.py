@@ -279,7 +279,7 @@ async def test_requests_without_a_client_address_are_limited_by_email_only(
     settings: Settings,
 ) -> None:
     limits = replace(settings, **LIMITS)
-    pool = Pool(await create_pool(limits), asyncio.Semaphore(2), 10.0, 5000)
+    pool = Pool(await create_pool(limits), 2, 10.0, 5000)
     try:
         op = Operation(
             pool, role="anon", claims_json=ANON.json, user_id=None, session_id=None, readonly=False

@@ -394,7 +394,7 @@ async def test_counts_a_flush_cannot_write_are_kept_for_the_next(
         counts = SearchCounts()
         for empty in (True, False, False):
             counts.record(empty)
-        flusher = UsageFlusher(counts, Pool(gone, asyncio.Semaphore(1), 1.0, 1000))
+        flusher = UsageFlusher(counts, Pool(gone, 1, 1.0, 1000))
         await flusher.flush()  # logged, not raised
         today = dt.datetime.now(dt.UTC).date()
         assert counts.take() == {today: [3, 1]}
@@ -403,7 +403,7 @@ async def test_counts_a_flush_cannot_write_are_kept_for_the_next(
         before = await usage_today(conn)
         live = await asyncpg.create_pool(report_db.dsn, min_size=1, max_size=1)
         try:
-            await UsageFlusher(counts, Pool(live, asyncio.Semaphore(1), 1.0, 1000)).flush()
+            await UsageFlusher(counts, Pool(live, 1, 1.0, 1000)).flush()
         finally:
             await live.close()
         after = await usage_today(conn)

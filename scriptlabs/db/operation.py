@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar, cast
 import asyncpg
 from asyncpg.transaction import Transaction
 
+from scriptlabs.db.gate import Gate
 from scriptlabs.db.outage import Breaker, DatabaseUnavailable, Stopped, is_gone
 from scriptlabs.errors import AppError, Code
 from scriptlabs.telemetry import metrics
@@ -113,24 +114,32 @@ def timed_out() -> AppError:
 
 @dataclass(slots=True)
 class Pool:
-    """The asyncpg pool behind a first-come-first-served gate sized like it.
+    """The asyncpg pool behind a first-come-first-served gate of `turns` turns.
 
     asyncpg's pool lets a newcomer take a released connection before the waiter woken for it,
-    so under a thousand clients some wait again and again (bench/RESULTS.md); the gate, a
-    semaphore, serves waiters in order. `wait` bounds the wait for a turn.
+    so under a thousand clients some wait again and again (bench/RESULTS.md); the gate
+    (db/gate.py) serves waiters in order. `wait` bounds the wait for a turn.
 
     While the database is down (a connection could not be made), `breaker` refuses every
     request at once, before it waits for a turn, until its probe reaches the database again.
     """
 
     pool: asyncpg.Pool
-    gate: asyncio.Semaphore
+    turns: int
     wait: float
     statement_timeout_ms: int
     breaker: Breaker = field(default_factory=Breaker)
-    # for the metrics (telemetry/metrics.py): connections held, and callers waiting for a turn
+    gate: Gate = field(init=False)
+    # for the metrics (telemetry/metrics.py): connections held
     in_use: int = 0
-    waiting: int = 0
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.turns, self.wait)
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a turn (the metrics)."""
+        return self.gate.waiting
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
@@ -142,19 +151,11 @@ class Pool:
 
     async def take(self) -> asyncpg.pool.PoolConnectionProxy:
         self.breaker.check()  # the database is down: refused at once, nothing waits
-        if self.gate.locked():  # wait for a turn, for a bounded time
-            self.waiting += 1
-            try:
-                # a timer, not wait_for's task: most requests wait here under load
-                async with asyncio.timeout(self.wait):
-                    await self.gate.acquire()
-            except TimeoutError:
-                metrics.count_db_unavailable("pool_busy")
-                raise PoolBusy(max(1, round(self.wait))) from None
-            finally:
-                self.waiting -= 1
-        else:  # a free turn: no timer, no task
-            await self.gate.acquire()
+        try:
+            await self.gate.acquire()  # a turn, waited for for a bounded time
+        except TimeoutError:
+            metrics.count_db_unavailable("pool_busy")
+            raise PoolBusy(max(1, round(self.wait))) from None
         try:
             self.breaker.check()  # found down while this one waited
             conn = await self.pool.acquire()
@@ -334,25 +335,27 @@ class Operation:
         raise AssertionError("unreachable")
 
     async def _read_statement(self, query: str, args: str) -> str | None:
-        async with self.pool.connection() as conn:
+        conn = await self.pool.take()  # (not Pool.connection: no generator on the hot path)
+        try:
             self._start_clock()
-            try:
-                result: str | None = await conn.fetchval(
-                    READ_STATEMENT,
-                    self.role,
-                    self.claims_json,
-                    self.user_id,
-                    self.session_id,
-                    query,
-                    args,
-                    timeout=self._remaining(),
-                )
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate == SESSION_ENDED_STATE:
-                    raise SessionEnded from None
-                raise
-            except TimeoutError:
-                raise timed_out() from None
+            result: str | None = await conn.fetchval(
+                READ_STATEMENT,
+                self.role,
+                self.claims_json,
+                self.user_id,
+                self.session_id,
+                query,
+                args,
+                timeout=self._remaining(),
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == SESSION_ENDED_STATE:
+                raise SessionEnded from None
+            raise
+        except TimeoutError:
+            raise timed_out() from None
+        finally:
+            await self.pool.give_back(conn)
         return result
 
     async def end(self, *, commit: bool) -> None:

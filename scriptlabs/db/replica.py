@@ -246,7 +246,7 @@ async def create_replica(settings: Settings, primary: Pool) -> Replica | None:
     assert isinstance(raw, asyncpg.Pool)
     pool = Pool(
         raw,
-        asyncio.Semaphore(settings.db_pool_max),
+        settings.db_pool_max,
         # a short wait: a busy replica sends its reads to the primary instead
         min(1.0, settings.db_pool_wait_seconds),
         settings.statement_timeout_ms,

@@ -9,7 +9,6 @@ to standard error when it is a terminal.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import replace
 from typing import BinaryIO, TextIO
@@ -54,7 +53,7 @@ async def as_user(
     user_id, stored_email = await find_user(admin, email)
     claims = {"sub": str(user_id), "email": stored_email, "role": "authenticated", "aud": AUDIENCE}
     raw = await create_pool(replace(settings, db_pool_min=1, db_pool_max=1))
-    pool = Pool(raw, asyncio.Semaphore(1), settings.db_pool_wait_seconds, 0)
+    pool = Pool(raw, 1, settings.db_pool_wait_seconds, 0)
     op = Operation(
         pool,
         role="authenticated",
