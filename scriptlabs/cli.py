@@ -69,6 +69,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from scriptlabs.http.protocol import CoalescingHttpToolsProtocol
+
     signal.signal(signal.SIGTERM, _exit_on_signal)
     settings = with_secret(settings)
     with database(settings) as settings:
@@ -100,7 +102,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "host": args.host,
             "port": args.port,
             "loop": "uvloop",
-            "http": "httptools",
+            "http": CoalescingHttpToolsProtocol,  # httptools, one write per answer
             "proxy_headers": False,  # client addresses: TRUSTED_PROXIES, in the app
             "access_log": False,
             "server_header": False,

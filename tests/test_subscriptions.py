@@ -36,6 +36,7 @@ from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
+from scriptlabs.http.protocol import CoalescingHttpToolsProtocol
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
 from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port
 from tests.test_metrics import samples, value
@@ -59,7 +60,14 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
     """The app under a real uvicorn on a free port, in this event loop."""
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=CoalescingHttpToolsProtocol,  # as `scriptlabs serve` runs it
+        lifespan="on",
+        log_level="warning",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20
