@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from starlette.requests import HTTPConnection
@@ -26,6 +27,9 @@ def claims_of(conn: HTTPConnection, verifier: TokenVerifier) -> Claims:
     return verifier.verify(token)
 
 
+# a client comes back again and again: its address is parsed once (bounded, as hops
+# written by clients are parsed here too)
+@functools.lru_cache(maxsize=4096)
 def _address(text: str | None) -> IPAddress | None:
     """`text` as an IP address, or None when it is not one (a name, a port, garbage)."""
     if text is None:
@@ -64,16 +68,19 @@ def client_address(conn: HTTPConnection, proxies: tuple[Network, ...]) -> str | 
     """
     peer = _address(conn.client.host) if conn.client else None
     if peer is None or not proxies or not _trusted(peer, proxies):
-        return None if peer is None else str(peer)
+        return None if peer is None else _text(peer)
     nearest = peer  # the last trusted address on the way in
     for hop in reversed(forwarded_hops(conn)):
         ip = _address(hop)
         if ip is None:
             break
         if not _trusted(ip, proxies):
-            return str(ip)
+            return _text(ip)
         nearest = ip
-    return str(nearest)
+    return _text(nearest)
+
+
+_text = functools.lru_cache(maxsize=4096)(str)
 
 
 def client_of(conn: HTTPConnection, proxies: tuple[Network, ...]) -> Client:
