@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if services.replica is not None:
                 await services.replica.stop()
             await services.pool.breaker.stop()
-            await pool.close()
+            await services.pool.close()  # the idle connections, then asyncpg's pool
 
     endpoint = _LateEndpoint()
     websocket = _LateSockets()

@@ -150,13 +150,14 @@ Senders = Callable[..., Coroutine[Any, Any, MailSender]]
 async def start_sender(sender_settings: Settings) -> AsyncIterator[Senders]:
     """Start a MailSender with its own pool (as another process would have); all are stopped
     and closed at the end of the test."""
-    started: list[tuple[MailSender, asyncpg.Pool]] = []
+    started: list[tuple[MailSender, Pool]] = []
 
     async def start(**changes: Any) -> MailSender:
         settings = replace(sender_settings, **changes)
-        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
-        assert pool is not None
-        sender = MailSender(Pool(pool, 3, 10, 5000), settings, cleanup=False)
+        raw = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=3)
+        assert raw is not None
+        pool = Pool(raw, 3, 10, 5000)
+        sender = MailSender(pool, settings, cleanup=False)
         started.append((sender, pool))
         sender.start()
         return sender
@@ -342,10 +343,11 @@ async def test_the_sender_runs_the_token_cleanup(
         " ($1, 'expired', now() - interval '1 minute'), ($1, 'valid', now() + interval '1 hour')",
         user_id,
     )
-    pool = await asyncpg.create_pool(sender_settings.database_url, min_size=1, max_size=2)
-    assert pool is not None
+    raw = await asyncpg.create_pool(sender_settings.database_url, min_size=1, max_size=2)
+    assert raw is not None
+    pool = Pool(raw, 2, 10, 5000)
     # cleans up at start, then hourly
-    sender = MailSender(Pool(pool, 2, 10, 5000), sender_settings)
+    sender = MailSender(pool, sender_settings)
     sender.start()
     try:
         await wait_for_rows(

@@ -392,9 +392,9 @@ async def test_random_hashes_in_only_mode_read_the_table_at_most_once_per_interv
     text = f"# {uuid.uuid4().hex}\n{{ me {{ id }} }}"
     path.write_text(text)
     assert scriptlabs(database, "persisted", "add", str(path)).returncode == 0
-    raw = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
+    pool = Pool(await asyncpg.create_pool(database.dsn, min_size=1, max_size=2), 2, 5.0, 5000)
     try:
-        registry = RegisteredQueries(Pool(raw, 2, 5.0, 5000), reload_seconds=60, refresh_seconds=60)
+        registry = RegisteredQueries(pool, reload_seconds=60, refresh_seconds=60)
 
         async def hostile(i: int) -> Code:
             try:
@@ -411,7 +411,7 @@ async def test_random_hashes_in_only_mode_read_the_table_at_most_once_per_interv
         assert (await registry.resolve(text, None)).query == text
         assert registry.loads == 1
     finally:
-        await raw.close()
+        await pool.close()
 
 
 async def test_document_over_the_token_limit_is_refused_and_not_kept(api: Api) -> None:

@@ -294,7 +294,7 @@ async def test_requests_without_a_client_address_are_limited_by_email_only(
             await ratelimit.check_sign_in(op, limits, email, None)
         assert refused.value.extensions["code"] == "RATE_LIMITED"
     finally:
-        await pool.pool.close()
+        await pool.close()
 
 
 async def test_keys_are_digests_and_no_email_is_stored_in_clear(

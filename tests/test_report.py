@@ -401,9 +401,9 @@ async def test_counts_a_flush_cannot_write_are_kept_for_the_next(
         counts.give_back({today: [3, 1]})
         counts.record(True)
         before = await usage_today(conn)
-        live = await asyncpg.create_pool(report_db.dsn, min_size=1, max_size=1)
+        live = Pool(await asyncpg.create_pool(report_db.dsn, min_size=1, max_size=1), 1, 1.0, 1000)
         try:
-            await UsageFlusher(counts, Pool(live, 1, 1.0, 1000)).flush()
+            await UsageFlusher(counts, live).flush()
         finally:
             await live.close()
         after = await usage_today(conn)

@@ -116,7 +116,7 @@ class Replica:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.pool.breaker.stop()
-        await self.pool.pool.close()
+        await self.pool.close()
 
     async def _watch(self) -> None:
         while True:
@@ -127,10 +127,10 @@ class Replica:
         """Measure the lag once; decide whether reads may go to the replica."""
         try:
             async with asyncio.timeout(WATCH_TIMEOUT):
-                async with self.primary.pool.acquire() as conn:
+                async with self.primary.borrowed() as conn:
                     position = await conn.fetchval(PRIMARY_POSITION)
                 now = time.monotonic()
-                async with self.pool.pool.acquire() as conn:
+                async with self.pool.borrowed() as conn:
                     row = await conn.fetchrow(REPLICA_POSITION)
         except Exception as exc:  # either side unreachable: not used until a check succeeds
             if self.usable:

@@ -44,7 +44,7 @@ async def find_user(admin_dsn: str, email: str) -> tuple[uuid.UUID, str]:
 
 async def as_user(
     settings: Settings, email: str, *, readonly: bool, isolation: Isolation | None = None
-) -> tuple[asyncpg.Pool, Operation]:
+) -> tuple[Pool, Operation]:
     """An operator's command acting as the user with `email`: a pool of one connection (close
     it when done) and an operation under that user's role and claims, so Row Level Security
     applies as to the user's own requests; no deadline (an operator stops it with Ctrl-C)."""
@@ -64,14 +64,14 @@ async def as_user(
         isolation=isolation,
         timeout_ms=0,
     )
-    return raw, op
+    return pool, op
 
 
 async def export_user_labs(
     settings: Settings, email: str, fmt: Format, out: BinaryIO, progress: TextIO | None
 ) -> int:
     """Write the labs of the user with `email` to `out`; the number of labs written."""
-    raw, op = await as_user(settings, email, readonly=True, isolation="repeatable_read")
+    pool, op = await as_user(settings, email, readonly=True, isolation="repeatable_read")
     written = 0
     try:
         total = await count_labs(op) if progress is not None else 0
@@ -85,5 +85,5 @@ async def export_user_labs(
         bar.done(written)
     finally:
         await op.end(commit=False)
-        await raw.close()
+        await pool.close()
     return written

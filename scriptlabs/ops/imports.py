@@ -36,7 +36,7 @@ async def import_user_labs(
 ) -> tuple[Report, bool]:
     """Import `source` into the labs of the user with `email`: the report, and whether the
     import was committed."""
-    raw, op = await as_user(settings, email, readonly=False)
+    pool, op = await as_user(settings, email, readonly=False)
     commit = False
     job = LabImport(op, skip_bad=skip_bad)
     try:
@@ -50,7 +50,7 @@ async def import_user_labs(
         if not op.ended:
             await job.cancel()
             await op.end(commit=False)
-        await raw.close()
+        await pool.close()
     return report, commit
 
 
