@@ -69,6 +69,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from scriptlabs.http import workers
     from scriptlabs.http.protocol import CoalescingHttpToolsProtocol
 
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -124,7 +125,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 per_worker = max(MIN_POOL_PER_WORKER, settings.db_pool_max // args.workers)
                 os.environ["DB_POOL_MAX"] = str(per_worker)
                 os.environ["DB_POOL_MIN"] = str(min(settings.db_pool_min, per_worker))
-            uvicorn.run("scriptlabs.app:create_app", factory=True, workers=args.workers, **options)
+            # each worker on a listening socket of its own (http/workers.py)
+            workers.run(
+                uvicorn.Config(
+                    "scriptlabs.app:create_app", factory=True, workers=args.workers, **options
+                )
+            )
         else:
             from scriptlabs.app import create_app
 
