@@ -65,17 +65,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 f"the database has {len(pending)} pending migrations ({', '.join(pending)}): "
                 "run `scriptlabs db migrate` first"
             )
-        pool = await create_pool(settings)
+        pool = await create_pool(settings, max_size=settings.db_connections_max)
+        requests = Pool(
+            pool, settings.db_pool_max, settings.db_pool_wait_seconds, settings.statement_timeout_ms
+        )
         services = Services(
             settings=settings,
-            pool=Pool(
-                pool,
-                settings.db_pool_max,
-                settings.db_pool_wait_seconds,
-                settings.statement_timeout_ms,
-            ),
+            pool=requests,
             passwords=Passwords(settings.argon2),
             verifier=TokenVerifier(settings.jwt_secret),
+            # exports and imports: their own turns over the same connections, one breaker
+            streams=Pool(
+                pool,
+                settings.exports_at_once + settings.imports_at_once,
+                settings.db_pool_wait_seconds,
+                settings.statement_timeout_ms,
+                breaker=requests.breaker,
+            ),
         )
         app.state.services = services
         services.replica = await create_replica(settings, services.pool)
@@ -88,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.runner = runner
         endpoint.bind(runner, services)
-        gauges = _start_metrics(metrics_endpoint, services.pool, settings)
+        gauges = _start_metrics(metrics_endpoint, services.pool, services.streams, settings)
         # the outbox's sender, and the token clean-up: it takes turns at the pool like any request
         mail = MailSender(services.pool, settings)
         mail.start()
@@ -115,6 +121,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if services.replica is not None:
                 await services.replica.stop()
             await services.pool.breaker.stop()
+            assert services.streams is not None
+            await services.streams.release_idle()
             await services.pool.close()  # the idle connections, then asyncpg's pool
 
     endpoint = _LateEndpoint()
@@ -172,9 +180,11 @@ class _LateMetrics:
         await response(scope, receive, send)
 
 
-def _start_metrics(late: _LateMetrics, pool: Pool, settings: Settings) -> asyncio.Task[None] | None:
+def _start_metrics(
+    late: _LateMetrics, pool: Pool, streams: Pool | None, settings: Settings
+) -> asyncio.Task[None] | None:
     """Bind /metrics; with several workers, keep this one's pool gauges current."""
-    late.endpoint = MetricsEndpoint(pool, settings.metrics_token)
+    late.endpoint = MetricsEndpoint(pool, settings.metrics_token, streams)
     if not (settings.metrics and metrics.MULTIPROCESS):
         return None
     metrics.forget_dead_workers()

@@ -120,9 +120,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             os.environ["DATABASE_URL"] = settings.database_url
             os.environ["JWT_SECRET"] = settings.jwt_secret or ""
             if not os.environ.get("DB_POOL_MAX", "").strip():  # compose passes it empty
-                # the default is the API's in all: workers share the cores with PostgreSQL, and
-                # more backends than that only queue for them (bench/RESULTS.md)
-                per_worker = max(MIN_POOL_PER_WORKER, settings.db_pool_max // args.workers)
+                # the workers share two requests' turns per core (at most the default 10 in
+                # all): they share the cores with PostgreSQL, and more backends than that only
+                # queue for them and lengthen the slowest answers (bench/RESULTS.md). Exports
+                # and imports have connections of their own on top (Settings.db_connections_max)
+                cores = os.cpu_count() or 1
+                shared = min(settings.db_pool_max, 2 * cores)
+                per_worker = max(MIN_POOL_PER_WORKER, shared // args.workers)
                 os.environ["DB_POOL_MAX"] = str(per_worker)
                 os.environ["DB_POOL_MIN"] = str(min(settings.db_pool_min, per_worker))
             # each worker on a listening socket of its own (http/workers.py)
@@ -138,7 +142,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-MIN_POOL_PER_WORKER = 4  # with several workers and DB_POOL_MAX unset
+MIN_POOL_PER_WORKER = 2  # with several workers and DB_POOL_MAX unset
 
 
 def _share_metrics() -> None:

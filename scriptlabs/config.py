@@ -293,13 +293,20 @@ class Settings:
 
     @property
     def exports_at_once(self) -> int:
-        """How many exports one process runs at once: a share of the pool, never all of it."""
+        """How many exports one process runs at once, each on a connection of its own."""
         return self.export_max_concurrent or max(1, self.db_pool_max // 4)
 
     @property
     def imports_at_once(self) -> int:
-        """How many imports one process runs at once: a share of the pool, never all of it."""
+        """How many imports one process runs at once, each on a connection of its own."""
         return self.import_max_concurrent or max(1, self.db_pool_max // 4)
+
+    @property
+    def db_connections_max(self) -> int:
+        """The most connections one process opens: DB_POOL_MAX turns for requests (GraphQL
+        operations and the API's own bookkeeping), plus one for each export and import it
+        may run at once, so that long streams never take the requests' turns."""
+        return self.db_pool_max + self.exports_at_once + self.imports_at_once
 
     def with_database(self, url: str, admin_url: str | None = None) -> Settings:
         """The same settings pointed at another database (the embedded one)."""

@@ -91,6 +91,9 @@ def test_export_settings_default_to_a_share_of_the_pool() -> None:
     assert (default.export_timeout_s, default.export_max_per_user) == (300, 1)
     assert default.exports_at_once == 2  # a quarter of DB_POOL_MAX 10
     assert Settings.from_env({"DB_POOL_MAX": "2"}).exports_at_once == 1
+    # connections: the requests' turns, then one per export and import at once
+    assert Settings.from_env({"DB_POOL_MAX": "2"}).db_connections_max == 4
+    assert default.db_connections_max == 14
     chosen = Settings.from_env(
         {"EXPORT_TIMEOUT_S": "60", "EXPORT_MAX_CONCURRENT": "3", "EXPORT_MAX_PER_USER": "2"}
     )
@@ -539,6 +542,44 @@ async def test_exports_take_a_share_of_the_pool_and_others_are_still_served(
     assert set(statuses) <= {200, 503}
     assert 200 in statuses
     assert all(a.content == CSV_HEADER.encode() + b"\r\n" for a in answers if a.status_code == 200)
+
+
+async def test_exports_hold_connections_of_their_own_never_the_requests_turns(
+    database: Database, big: User, api: Api, admin: asyncpg.Connection
+) -> None:
+    """One request turn per worker: while an export holds its connection, reads still get
+    that turn at once (exports and imports have connections of their own on top)."""
+    reader = await api.sign_up()
+    await create_labs(api, reader, [{"title": "Still here", "author": "A"}])
+    with real_server(database, DB_POOL_MAX="1", DB_POOL_MIN="1", DB_POOL_WAIT_SECONDS="2") as s:
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(httpx.AsyncClient(base_url=s.url, timeout=30))
+            held = await stack.enter_async_context(
+                http.stream("GET", export_url("csv"), headers=auth(big))
+            )
+            assert held.status_code == 200
+            reading = held.aiter_raw()
+            stack.push_async_callback(reading.aclose)
+            await anext(reading)
+            await wait_for_exports(admin, 1)
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        "/graphql",
+                        json={"query": "{ labs(first: 5) { nodes { title } } }"},
+                        headers=auth(reader),
+                    )
+                    for _ in range(20)
+                )
+            )
+            assert [a.status_code for a in answers] == [200] * 20
+            assert all(
+                a.json() == {"data": {"labs": {"nodes": [{"title": "Still here"}]}}}
+                for a in answers
+            )
+            assert time.monotonic() - started < 2  # none waited out DB_POOL_WAIT_SECONDS
+            await wait_for_exports(admin, 1)  # and the export is still open
 
 
 async def test_a_slow_reader_is_cut_off_at_the_export_deadline(

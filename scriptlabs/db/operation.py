@@ -217,14 +217,18 @@ class Pool:
         async with self.borrowed() as conn:
             await conn.fetchval("select 1")
 
-    async def close(self) -> None:
-        """Hand the idle connections back and close asyncpg's pool (it waits for the ones
-        operations still hold)."""
+    async def release_idle(self) -> None:
+        """From now on, hand every connection back to asyncpg's pool, the idle ones now."""
         self.closing = True
         idle, self.idle = self.idle, []
         for conn in idle:
             with contextlib.suppress(Exception):
                 await self._release(conn)
+
+    async def close(self) -> None:
+        """Hand the idle connections back and close asyncpg's pool (it waits for the ones
+        operations still hold; another Pool over it: `release_idle` that one first)."""
+        await self.release_idle()
         await self.pool.close()
 
     async def ping(self) -> None:

@@ -16,13 +16,15 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(settings: Settings, *, min_size: int | None = None) -> asyncpg.Pool:
+async def create_pool(
+    settings: Settings, *, min_size: int | None = None, max_size: int | None = None
+) -> asyncpg.Pool:
     if not settings.database_url:
         raise RuntimeError("no database URL")
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.db_pool_min if min_size is None else min_size,
-        max_size=settings.db_pool_max,
+        max_size=settings.db_pool_max if max_size is None else max_size,
         statement_cache_size=settings.db_statement_cache_size,
         reset=_keep_session,
         # a connection attempt to a host that does not answer fails after this, not after

@@ -23,9 +23,12 @@ class Services:
     """Made once at start-up."""
 
     settings: Settings
-    pool: Pool
+    pool: Pool  # DB_POOL_MAX turns: GraphQL operations, the API's own bookkeeping
     passwords: Passwords
     verifier: TokenVerifier
+    # exports and imports: turns of their own over the same connections (Settings
+    # .db_connections_max), so long streams never hold the requests' turns
+    streams: Pool | None = None
     searches: SearchCounts = field(default_factory=SearchCounts)  # for `scriptlabs report`
     replica: Replica | None = None  # DATABASE_REPLICA_URL (db.replica)
 
@@ -39,7 +42,7 @@ class Services:
         timeout_ms: int | None = None,
     ) -> Operation:
         """A new operation for `claims` (its transaction begins at its first statement), on
-        the primary unless another pool (the replica's) is given; its deadline is
+        the primary unless another pool (the replica's, the streams') is given; its deadline is
         STATEMENT_TIMEOUT_MS unless `timeout_ms` says otherwise (exports, imports)."""
         return Operation(
             pool or self.pool,

@@ -158,6 +158,7 @@ class ExportEndpoint:
         op = services.operation(
             claims,
             readonly=True,
+            pool=services.streams,
             isolation="repeatable_read",
             timeout_ms=settings.export_timeout_s * 1000,
         )

@@ -112,7 +112,12 @@ async def import_labs_csv(request: Request) -> Response:
     refused = slots.refusal(claims.sub)
     if refused is not None:
         return refused
-    op = services.operation(claims, readonly=False, timeout_ms=settings.import_timeout_s * 1000)
+    op = services.operation(
+        claims,
+        readonly=False,
+        pool=services.streams,
+        timeout_ms=settings.import_timeout_s * 1000,
+    )
     commit = False
     job = LabImport(op, skip_bad=skip == "true")
     try:

@@ -156,8 +156,9 @@ class DatabaseFigures(Collector):
 class MetricsEndpoint:
     """The handler of GET /metrics for one app."""
 
-    def __init__(self, pool: Pool, token: str | None) -> None:
+    def __init__(self, pool: Pool, token: str | None, streams: Pool | None = None) -> None:
         self.pool = pool
+        self.streams = streams  # exports and imports, over the same connections
         self.token = token
         self.figures = DatabaseFigures(pool)
         self.database = CollectorRegistry(auto_describe=False)
@@ -165,8 +166,9 @@ class MetricsEndpoint:
 
     def update_pool(self) -> None:
         """This process's pool gauges, from the pool's own counts."""
-        pool = self.pool
-        metrics.set_pool(pool.in_use, pool.waiting, pool.pool.get_size(), pool.pool.get_max_size())
+        pool, streams = self.pool, self.streams
+        in_use = pool.in_use + (streams.in_use if streams is not None else 0)
+        metrics.set_pool(in_use, pool.waiting, pool.pool.get_size(), pool.pool.get_max_size())
 
     async def keep_pool_gauges(self) -> None:
         """With several workers, each keeps its share of the pool gauges current."""

@@ -102,7 +102,8 @@ POOL_OPEN = Gauge(
 )
 POOL_MAX = Gauge(
     "scriptlabs_db_pool_connections_max",
-    "The most connections the pools may open (DB_POOL_MAX per worker).",
+    "The most connections the pools may open (per worker: DB_POOL_MAX, and one per export and "
+    "import it may run at once).",
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
