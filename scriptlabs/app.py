@@ -21,7 +21,7 @@ from scriptlabs.auth.tokens import TokenVerifier
 from scriptlabs.config import Settings
 from scriptlabs.db.migrate import pending_migrations
 from scriptlabs.db.operation import Pool
-from scriptlabs.db.pool import create_pool
+from scriptlabs.db.pool import close_pools, open_pools
 from scriptlabs.db.replica import create_replica
 from scriptlabs.graphiql import ASSETS_URL_PATH, GRAPHIQL_ASSETS_DIR
 from scriptlabs.graphql.context import Services
@@ -65,23 +65,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 f"the database has {len(pending)} pending migrations ({', '.join(pending)}): "
                 "run `scriptlabs db migrate` first"
             )
-        pool = await create_pool(settings, max_size=settings.db_connections_max)
-        requests = Pool(
-            pool, settings.db_pool_max, settings.db_pool_wait_seconds, settings.statement_timeout_ms
-        )
+        # requests' turns, and the exports' and imports' own, over one asyncpg pool
+        requests, streams = await open_pools(settings)
         services = Services(
             settings=settings,
             pool=requests,
             passwords=Passwords(settings.argon2),
             verifier=TokenVerifier(settings.jwt_secret),
-            # exports and imports: their own turns over the same connections, one breaker
-            streams=Pool(
-                pool,
-                settings.exports_at_once + settings.imports_at_once,
-                settings.db_pool_wait_seconds,
-                settings.statement_timeout_ms,
-                breaker=requests.breaker,
-            ),
+            streams=streams,
         )
         app.state.services = services
         services.replica = await create_replica(settings, services.pool)
@@ -121,9 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if services.replica is not None:
                 await services.replica.stop()
             await services.pool.breaker.stop()
-            assert services.streams is not None
-            await services.streams.release_idle()
-            await services.pool.close()  # the idle connections, then asyncpg's pool
+            await close_pools(requests, streams)
 
     endpoint = _LateEndpoint()
     websocket = _LateSockets()

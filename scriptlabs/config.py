@@ -304,9 +304,10 @@ class Settings:
     @property
     def db_connections_max(self) -> int:
         """The most connections one process opens: DB_POOL_MAX turns for requests (GraphQL
-        operations and the API's own bookkeeping), plus one for each export and import it
-        may run at once, so that long streams never take the requests' turns."""
-        return self.db_pool_max + self.exports_at_once + self.imports_at_once
+        operations and the API's own bookkeeping), one for each export and import it may run
+        at once, so that long streams never take the requests' turns, and one for the checks
+        that must not wait for a turn (the outage probe, the replica's lag check)."""
+        return self.db_pool_max + self.exports_at_once + self.imports_at_once + 1
 
     def with_database(self, url: str, admin_url: str | None = None) -> Settings:
         """The same settings pointed at another database (the embedded one)."""

@@ -9,12 +9,15 @@ idle, and closing the pool with idle connections neither hangs nor leaves any op
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from scriptlabs.auth.tokens import ANON
+from scriptlabs.config import Settings
 from scriptlabs.db.operation import Operation, Pool
+from scriptlabs.db.pool import close_pools, open_pools
 from scriptlabs.errors import AppError
 from tests.conftest import Database
 
@@ -125,3 +128,25 @@ async def test_closing_hands_the_idle_connections_back(database: Database) -> No
         assert left == 0
     finally:
         await admin.close()
+
+
+async def test_checks_get_a_connection_while_every_turn_keeps_one(settings: Settings) -> None:
+    """The app's pools (db/pool.py): with every request and stream turn holding its
+    connection, in use or idle, the outage probe and the replica's lag check still connect."""
+    tuned = replace(settings, db_pool_min=0, db_pool_max=2)
+    requests, streams = await open_pools(tuned)
+    try:
+        await backend_of_a_read(requests)  # a connection kept idle by a turn, then taken
+        held = [await requests.take(), await requests.take()]
+        held += [await streams.take(), await streams.take()]
+        assert requests.idle == [] and requests.gate.locked() and streams.gate.locked()
+        assert requests.pool.get_size() == tuned.db_connections_max - 1
+        await asyncio.wait_for(requests._probe(), 5)
+        async with asyncio.timeout(5), requests.borrowed() as conn:
+            assert await conn.fetchval("select 1") == 1
+        for conn in held[:2]:
+            await requests.give_back(conn, clean=True)
+        for conn in held[2:]:
+            await streams.give_back(conn, clean=True)
+    finally:
+        await asyncio.wait_for(close_pools(requests, streams), 10)

@@ -117,7 +117,7 @@ async def test_metrics_show_requests_latency_pool_and_the_database_figures(
         "scriptlabs_db_pool_connections_max",
     ):
         assert value(after, gauge) is not None, gauge
-    assert value(after, "scriptlabs_db_pool_connections_max") == 14  # 10, exports 2, imports 2
+    assert value(after, "scriptlabs_db_pool_connections_max") == 15  # 10, exports 2, imports 2, 1
     in_use = value(after, "scriptlabs_db_pool_connections_in_use")
     assert in_use is not None and 0 <= in_use <= 10
     assert value(after, "scriptlabs_database_up") == 1
@@ -472,7 +472,7 @@ async def test_two_workers_report_the_same_sums_whatever_worker_answers(
         assert response.status_code == 200
         found = samples(response.text)
         answers.add(requests_of(found, name, "ok"))
-        assert value(found, "scriptlabs_db_pool_connections_max") == 12  # 4 + 1 + 1 a worker
+        assert value(found, "scriptlabs_db_pool_connections_max") == 14  # 4 + 1 + 1 + 1 a worker
         assert value(found, "scriptlabs_database_up") == 1
     assert answers == {20.0}
     access = [json.loads(line) for line in lines if '"logger":"scriptlabs.access"' in line]

@@ -1,10 +1,11 @@
-"""The asyncpg pool the API runs on."""
+"""The asyncpg pool the API runs on, and the turns taken at it."""
 
 from __future__ import annotations
 
 import asyncpg
 
 from scriptlabs.config import Settings
+from scriptlabs.db.operation import Pool
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -37,3 +38,27 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+async def open_pools(settings: Settings) -> tuple[Pool, Pool]:
+    """The turns of requests (DB_POOL_MAX) and of streams (exports and imports), over one
+    asyncpg pool of `Settings.db_connections_max` connections with one outage breaker. The
+    connection beyond their turns is for `Pool.borrowed` (the outage probe, the replica's lag
+    check): they never wait for a connection that a turn keeps idle."""
+    raw = await create_pool(settings, max_size=settings.db_connections_max)
+    requests = Pool(
+        raw, settings.db_pool_max, settings.db_pool_wait_seconds, settings.statement_timeout_ms
+    )
+    streams = Pool(
+        raw,
+        settings.exports_at_once + settings.imports_at_once,
+        settings.db_pool_wait_seconds,
+        settings.statement_timeout_ms,
+        breaker=requests.breaker,
+    )
+    return requests, streams
+
+
+async def close_pools(requests: Pool, streams: Pool) -> None:
+    await streams.release_idle()
+    await requests.close()  # its idle connections, then asyncpg's pool

@@ -242,7 +242,12 @@ async def create_replica(settings: Settings, primary: Pool) -> Replica | None:
     if not url:
         return None
     # min 0: no connection is made at start-up, so a replica that is down delays nothing
-    raw = await create_pool(settings.with_database(url, settings.database_admin_url), min_size=0)
+    # one connection beyond the turns: the lag check borrows past the gate (db/pool.py)
+    raw = await create_pool(
+        settings.with_database(url, settings.database_admin_url),
+        min_size=0,
+        max_size=settings.db_pool_max + 1,
+    )
     assert isinstance(raw, asyncpg.Pool)
     pool = Pool(
         raw,
