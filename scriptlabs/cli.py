@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from scriptlabs.config import Settings, SettingsError
+from scriptlabs.config import Settings, SettingsError, cores
 from scriptlabs.db.embedded import EmbeddedError, EmbeddedPostgres, dev_secret
 from scriptlabs.db.migrate import MigrationError, migrate, pending_migrations
 from scriptlabs.db.outage import DatabaseUnavailable, wait_for_database
@@ -124,8 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 # all): they share the cores with PostgreSQL, and more backends than that only
                 # queue for them and lengthen the slowest answers (bench/RESULTS.md). Exports
                 # and imports have connections of their own on top (Settings.db_connections_max)
-                cores = os.cpu_count() or 1
-                shared = min(settings.db_pool_max, 2 * cores)
+                shared = min(settings.db_pool_max, 2 * cores())
                 per_worker = max(MIN_POOL_PER_WORKER, shared // args.workers)
                 os.environ["DB_POOL_MAX"] = str(per_worker)
                 os.environ["DB_POOL_MIN"] = str(min(settings.db_pool_min, per_worker))

@@ -86,6 +86,22 @@ DEFAULT_MAIL_FROM = "Script Labs <no-reply@scriptlabs.local>"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
+def cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_pool_max() -> int:
+    """DB_POOL_MAX unset, one worker: three turns per core, at most 10. The API shares the
+    cores with PostgreSQL, and backends beyond that only queue for them: on two cores, 10
+    turns gave the filtered page stalls of 250-700 ms that 6 did not, at the same throughput
+    (bench/RESULTS.md). With several workers, `serve` shares two per core among them."""
+    return min(10, 3 * cores())
+
+
 @dataclass(frozen=True, slots=True)
 class Argon2Params:
     """argon2id cost; RFC 9106's second recommended option by default."""
@@ -232,7 +248,7 @@ class Settings:
             graphql_introspection=_bool(env, "GRAPHQL_INTROSPECTION", True),
             graphql_planner=_bool(env, "GRAPHQL_PLANNER", True),
             db_pool_min=_int(env, "DB_POOL_MIN", 2),
-            db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
+            db_pool_max=_int(env, "DB_POOL_MAX", default_pool_max(), minimum=1),
             db_statement_cache_size=_int(env, "DB_STATEMENT_CACHE_SIZE", 100),
             statement_timeout_ms=_int(env, "STATEMENT_TIMEOUT_MS", 5000),
             data_dir=Path(env.get("SCRIPTLABS_DATA_DIR") or ".scriptlabs"),

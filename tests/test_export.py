@@ -85,15 +85,17 @@ def parse_csv(body: bytes) -> list[list[str]]:
 
 
 def test_export_settings_default_to_a_share_of_the_pool() -> None:
-    from scriptlabs.config import Settings, SettingsError
+    from scriptlabs.config import Settings, SettingsError, cores
 
     default = Settings.from_env({})
     assert (default.export_timeout_s, default.export_max_per_user) == (300, 1)
-    assert default.exports_at_once == 2  # a quarter of DB_POOL_MAX 10
+    assert default.db_pool_max == min(10, 3 * cores())  # three per core, at most 10
+    assert default.exports_at_once == max(1, default.db_pool_max // 4)
+    assert Settings.from_env({"DB_POOL_MAX": "10"}).exports_at_once == 2  # a quarter
     assert Settings.from_env({"DB_POOL_MAX": "2"}).exports_at_once == 1
     # connections: the requests' turns, one per export and import at once, one for checks
     assert Settings.from_env({"DB_POOL_MAX": "2"}).db_connections_max == 5
-    assert default.db_connections_max == 15
+    assert Settings.from_env({"DB_POOL_MAX": "10"}).db_connections_max == 15
     chosen = Settings.from_env(
         {"EXPORT_TIMEOUT_S": "60", "EXPORT_MAX_CONCURRENT": "3", "EXPORT_MAX_PER_USER": "2"}
     )
