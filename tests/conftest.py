@@ -247,6 +247,36 @@ def free_port() -> int:
         return port
 
 
+@contextlib.asynccontextmanager
+async def in_process_server(app: Any, *, lifespan: str = "on") -> AsyncIterator[int]:
+    """`app` under a real uvicorn on a free port, in this event loop, with the HTTP protocol
+    `scriptlabs serve` runs (one write per answer); yields the port."""
+    import uvicorn
+
+    from scriptlabs.http.protocol import CoalescingHttpToolsProtocol
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=CoalescingHttpToolsProtocol,
+        lifespan=lifespan,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert not task.done() and time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
 class SmtpSink:
     """A real SMTP server on 127.0.0.1 (aiosmtpd, in its own thread) that keeps every message."""
 

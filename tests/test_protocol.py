@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 
-from scriptlabs.http.protocol import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
-from tests.conftest import free_port
+from scriptlabs.http.protocol import FLUSH_BYTES, CoalescingTransport
+from tests.conftest import in_process_server
 
 
 @contextlib.asynccontextmanager
@@ -118,26 +117,8 @@ async def streamed_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        streamed_app,
-        host="127.0.0.1",
-        port=port,
-        http=CoalescingHttpToolsProtocol,
-        lifespan="off",
-        log_level="warning",
-    )
-    served = uvicorn.Server(config)
-    task = asyncio.create_task(served.serve())
-    deadline = time.monotonic() + 20
-    while not served.started:
-        assert not task.done() and time.monotonic() < deadline, "the server did not start"
-        await asyncio.sleep(0.02)
-    try:
+    async with in_process_server(streamed_app, lifespan="off") as port:
         yield port
-    finally:
-        served.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 async def exchange(port: int, request: bytes, until: bytes | None) -> bytes:

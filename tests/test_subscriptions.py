@@ -25,7 +25,6 @@ import httpx
 import jwt
 import orjson
 import pytest
-import uvicorn
 from graphql import get_introspection_query
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,9 +35,8 @@ from scriptlabs.auth.tokens import mint_access_token
 from scriptlabs.config import Settings, SettingsError
 from scriptlabs.db.embedded import EmbeddedPostgres
 from scriptlabs.db.migrate import migrate
-from scriptlabs.http.protocol import CoalescingHttpToolsProtocol
 from scriptlabs.realtime.listener import LISTENER_NAME, QUEUE_SIZE, LabEventNote, Subscriber
-from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port
+from tests.conftest import JWT_SECRET, Api, Database, User, code, free_port, in_process_server
 from tests.test_metrics import samples, value
 
 LAB_EVENTS = "subscription { labEvents { type id lab { id title rating } } }"
@@ -59,27 +57,8 @@ class Server:
 async def running(settings: Settings) -> AsyncIterator[Server]:
     """The app under a real uvicorn on a free port, in this event loop."""
     app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=CoalescingHttpToolsProtocol,  # as `scriptlabs serve` runs it
-        lifespan="on",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    try:
+    async with in_process_server(app) as port:
         yield Server(app, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql")
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture(scope="module")
