@@ -485,14 +485,15 @@ def run_one(
     )
 
 
-def profile_first_page(plan: Plan, catalogue: Catalogue, server: Server) -> None:
-    """py-spy over the planned API while wrk runs the first page (needs py-spy in the venv)."""
+def profile_scenario(plan: Plan, catalogue: Catalogue, server: Server) -> None:
+    """py-spy over the API while wrk runs the first scenario asked for (py-spy in the venv)."""
     py_spy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
     if not Path(py_spy).exists():
         print("==> --profile: py-spy is not installed (pip install py-spy); skipped")
         return
     stem = plan.out.with_suffix("")
-    body = body_of("first", catalogue)
+    scenario = plan.scenarios[0]
+    body = body_of(scenario, catalogue)
     env = {
         **os.environ,
         "BENCH_BODY": json.dumps(body),
@@ -515,7 +516,7 @@ def profile_first_page(plan: Plan, catalogue: Catalogue, server: Server) -> None
     )
     try:
         time.sleep(2)
-        target = Path(f"{stem}-profile-{catalogue.name}.txt")
+        target = Path(f"{stem}-profile-{scenario}-{catalogue.name}.txt")
         subprocess.run(
             [
                 py_spy,
@@ -533,7 +534,7 @@ def profile_first_page(plan: Plan, catalogue: Catalogue, server: Server) -> None
             check=False,
             capture_output=True,
         )
-        print(f"==> profile of the first page on {catalogue.name}: {target}")
+        print(f"==> profile of {scenario} on {catalogue.name}: {target}")
         subprocess.run([sys.executable, str(BENCH_DIR / "profile.py"), str(target)], check=False)
     finally:
         load.wait()
@@ -616,7 +617,7 @@ def parse_args(argv: list[str]) -> Plan:
         type=float,
         default=0,
         metavar="SECONDS",
-        help="also profile the API (py-spy) under the first-page load",
+        help="also profile the API (py-spy) under the load of the first scenario listed",
     )
     parser.add_argument(
         "--postgraphile",
@@ -942,7 +943,7 @@ def main(argv: list[str]) -> int:
                     check_everything(plan, catalogues, servers, admin_dsn)
                     if plan.profile > 0:
                         for catalogue in catalogues:
-                            profile_first_page(plan, catalogue, first)
+                            profile_scenario(plan, catalogue, first)
                 print(f"==> round {round_no} of {plan.rounds}", flush=True)
                 for workers in plan.workers:
                     if round_no == 1:
