@@ -408,3 +408,111 @@ async def test_a_planned_field_that_fails_is_not_run_again(
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert runner.planned_fields == before + 1
     assert not [r for r in caplog.records if "Strawberry" in r.getMessage()]
+
+
+async def test_a_document_with_variables_answers_each_request_with_its_own(
+    client: httpx.AsyncClient,
+    unplanned_client: httpx.AsyncClient,
+    api: Api,
+    owner: User,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its roots and shapes are kept after the first request; what each request sends (its
+    caller, its cursor, its page size, a bad value) still decides its answer."""
+    other = await api.sign_up()
+    await api.ok(
+        'mutation { createLab(input: {title: "Theirs", author: "O"}) { id } }', token=other.token
+    )
+    query = (
+        "query Page($n: Int, $a: String) { labs(first: $n, after: $a) {"
+        " nodes { title } pageInfo { endCursor hasNextPage } } }"
+    )
+    anonymous = await client.post("/graphql", json={"query": query, "variables": {"n": 2}})
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    first, _ = await _both(
+        client, unplanned_client, {"query": query, "variables": {"n": 2}}, owner.token, caplog
+    )
+    page = first.json()["data"]["labs"]
+    assert len(page["nodes"]) == 2
+    cursor = page["pageInfo"]["endCursor"]
+    bodies: list[dict[str, object]] = [
+        {"query": query, "variables": {"n": 3, "a": cursor}},
+        {"query": query, "variables": {"n": 1, "a": "bm9wZQ"}},
+        {"query": query, "variables": {"n": 0}},
+        {"query": query, "variables": {"n": 101}},
+        {"query": query, "variables": {"n": 2, "a": None}},
+    ]
+    answers = [
+        (await _both(client, unplanned_client, body, owner.token, caplog))[0].json()
+        for body in bodies
+    ]
+    assert [n["title"] for n in answers[0]["data"]["labs"]["nodes"]] != [
+        n["title"] for n in page["nodes"]
+    ]
+    assert len(answers[0]["data"]["labs"]["nodes"]) == 3
+    assert answers[1]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert answers[2]["data"]["labs"]["nodes"] == []
+    assert answers[3]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert answers[4] == first.json()
+    theirs, _ = await _both(
+        client, unplanned_client, {"query": query, "variables": {"n": 5}}, other.token, caplog
+    )
+    assert [n["title"] for n in theirs.json()["data"]["labs"]["nodes"]] == ["Theirs"]
+    anonymous_again = await client.post("/graphql", json={"query": query, "variables": {"n": 2}})
+    assert anonymous_again.json() == anonymous.json()
+
+
+async def test_one_document_with_many_filters_orders_and_cursors_matches_strawberry(
+    client: httpx.AsyncClient,
+    unplanned_client: httpx.AsyncClient,
+    owner: User,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The planner keeps a page's SQL by what its text depends on (the filter's SQL, the
+    cursor's NULLs, the order): filters alike but for their values share it, filters of
+    another form get their own, and past the bound on kept texts the answers stay right."""
+    query = (
+        "query Q($f: LabFilter, $o: [LabOrder!], $n: Int, $a: String, $l: Int, $b: String) {"
+        " labs(filter: $f, orderBy: $o, first: $n, after: $a, last: $l, before: $b) {"
+        " totalCount nodes { title rating } edges { cursor }"
+        " pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }"
+    )
+    filters: list[dict[str, object] | None] = [
+        None,
+        {"rating": {"gte": 2}},
+        {"rating": {"gte": 4}},
+        {"rating": {"isNull": True}},
+        {"rating": {"isNull": False}},
+        {"rating": {"in": []}},
+        {"rating": {"in": [1, 3]}},
+        {"title": {"startsWith": "Al"}},
+        {"title": {"ilike": "%a%"}, "readingStatus": {"eq": "READ"}},
+        {"or": [{"rating": {"eq": 1}}, {"category": {"isNull": True}}]},
+        {"not": {"author": {"eq": "Author 1"}}},
+        {"and": [{"publicationYear": {"gt": 1960}}, {"publicationYear": {"lte": 1970}}]},
+    ]
+    orders = [None, [{"field": "RATING", "direction": "DESC"}, {"field": "TITLE"}]]
+    sent = 0
+    for order in orders:
+        for filter_ in filters:
+            variables: dict[str, object] = {"f": filter_, "o": order, "n": 3}
+            planned, _ = await _both(
+                client,
+                unplanned_client,
+                {"query": query, "variables": variables},
+                owner.token,
+                caplog,
+            )
+            info = planned.json()["data"]["labs"]["pageInfo"]
+            sent += 1
+            if info["endCursor"] is None:
+                continue
+            for more in (
+                {"n": 2, "a": info["endCursor"]},
+                {"l": 2, "b": info["endCursor"]},
+                {"n": 0, "a": info["startCursor"]},
+            ):
+                body = {"query": query, "variables": {"f": filter_, "o": order, **more}}
+                await _both(client, unplanned_client, body, owner.token, caplog)
+                sent += 1
+    assert sent > 2 * 32  # more texts than one root keeps

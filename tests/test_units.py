@@ -14,6 +14,7 @@ from scriptlabs.labs.columns import OrderField
 from scriptlabs.labs.filters import Condition, LabWhere, compile_where
 from scriptlabs.labs.pagination import (
     after_condition,
+    bind_values,
     decode_cursor,
     encode_cursor,
     page_request,
@@ -71,22 +72,26 @@ def test_default_order_uses_one_row_comparison() -> None:
     params = Params()
     when = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
     lab_id = uuid.UUID(int=7)
-    assert after_condition(keys, [when, lab_id], params) == "(created_at, id) < ($1, $2)"
+    assert (
+        after_condition(keys, bind_values([when, lab_id], params)) == "(created_at, id) < ($1, $2)"
+    )
     assert params.values == [when, lab_id]
 
 
 def test_nullable_keys_expand_with_nulls_last() -> None:
     keys = sort_keys(((OrderField.RATING, True), (OrderField.TITLE, False)))
     params = Params()
-    sql = after_condition(keys, [3, "Dune", uuid.UUID(int=1)], params)
+    sql = after_condition(keys, bind_values([3, "Dune", uuid.UUID(int=1)], params))
     assert sql == (
-        "(((rating < $1 or rating is null)) or (rating = $2 and title > $3)"
-        " or (rating = $2 and title = $4 and id > $5))"
+        "(((rating < $1 or rating is null)) or (rating = $1 and title > $2)"
+        " or (rating = $1 and title = $2 and id > $3))"
     )
+    assert params.values == [3, "Dune", uuid.UUID(int=1)]  # each value once
     params = Params()
-    # after a NULL rating only NULL ratings follow
-    sql = after_condition(keys, [None, "Dune", uuid.UUID(int=1)], params)
-    assert sql == "((rating is null and title > $1) or (rating is null and title = $2 and id > $3))"
+    # after a NULL rating only NULL ratings follow; a NULL is no parameter
+    sql = after_condition(keys, bind_values([None, "Dune", uuid.UUID(int=1)], params))
+    assert sql == "((rating is null and title > $1) or (rating is null and title = $1 and id > $2))"
+    assert params.values == ["Dune", uuid.UUID(int=1)]
 
 
 def test_cursor_round_trip_keeps_microseconds() -> None:

@@ -60,7 +60,14 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from scriptlabs.auth.accounts import Client
 from scriptlabs.auth.tokens import Claims
-from scriptlabs.db.operation import CUSTOM_PLAN, LOGIN_ROLE, Pool, PoolBusy, SessionEnded
+from scriptlabs.db.operation import (
+    CUSTOM_PLAN,
+    LOGIN_ROLE,
+    Operation,
+    Pool,
+    PoolBusy,
+    SessionEnded,
+)
 from scriptlabs.db.outage import RETRY_AFTER, DatabaseUnavailable
 from scriptlabs.db.replica import NOTE_WRITE
 from scriptlabs.db.sql import JsonParams
@@ -97,6 +104,7 @@ class _Root:
     nodes: list[FieldNode]
     nullable: bool
     shape: Out | None = None  # planned
+    memo: dict[Any, str] | None = None  # SQL kept for this root of its document (planner)
     sql: str | None = None
     custom: bool = False  # its SQL names the caller: planned with its values at every run
     error: GraphQLError | None = None
@@ -113,6 +121,22 @@ class _FastRead:
     args: str
     keys: tuple[str, ...]
     planned: list[_Root]
+
+
+@dataclass(frozen=True, slots=True)
+class _VariableRead:
+    """A read of planned fields only, whose document has variables but no directive: its
+    root fields and their shapes do not depend on the variables, so each request only
+    compiles them with its own values (a deep page's cursor, a lab's id)."""
+
+    # key, nodes, nullable, shape, and the planner's texts kept for the root
+    roots: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, str]], ...]
+
+    def fresh(self) -> list[_Root]:
+        return [
+            _Root(key, nodes, nullable, shape, memo=memo)
+            for key, nodes, nullable, shape, memo in self.roots
+        ]
 
 
 class Runner:
@@ -169,14 +193,19 @@ class Runner:
         """The operation, its database work on `pool` (the primary's, or the replica's)."""
         assert document.node is not None
         kind = operation.operation
+        # a read planned before (kept with the document by _query, for queries only)
         fast = document.plans.get(request.operation_name)
-        if fast is not None and kind is OperationType.QUERY and request.claims.role != "anon":
+        if isinstance(fast, _FastRead) and request.claims.role != "anon":
             return await self._refusing(self._fast_read(fast, request.claims, pool))
         coerced = get_variable_values(
             self.schema, operation.variable_definitions or (), request.variables or {}
         )
         if isinstance(coerced, list):
             return request_errors(coerced)
+        if isinstance(fast, _VariableRead) and request.claims.role != "anon":
+            return await self._refusing(
+                self._variable_read(fast.fresh(), coerced, request.claims, pool)
+            )
         fragments = {
             d.name.value: d
             for d in document.node.definitions
@@ -340,7 +369,7 @@ class Runner:
             used = False
             try:
                 root.sql = self.planner.compile(
-                    root.shape, root.nodes[0], variables, params, caller
+                    root.shape, root.nodes[0], variables, params, caller, root.memo
                 )
                 root.custom = used
             except AppError as exc:
@@ -390,21 +419,20 @@ class Runner:
         null_data = any(r.error is not None and not r.nullable for r in planned)
         statement = self._statement(planned) if not null_data else None
         if not rest:
-            if statement is not None:
-                args = params.json()
-                if not operation.variable_definitions and not errors and not null_data:
+            if statement is not None and not operation.variable_definitions:
+                if not errors and not null_data:
                     # the same statement answers this document for every caller (RLS does
                     # the rest): kept with the document, it skips planning next time
                     keys = tuple(r.key for r in roots)
-                    fast = _FastRead(statement, args, keys, [r for r in planned if r.sql])
+                    fast = _FastRead(statement, params.json(), keys, [r for r in planned if r.sql])
                     document.plans[request.operation_name] = fast
-                try:
-                    text = await op.read_statement(statement, args)
-                    values.update(_split(planned, text))
-                    _count_searches(self.services.searches, planned, values)
-                except (AppError, asyncpg.PostgresError) as exc:
-                    null_data |= self._statement_failed(exc, planned, errors)
-            return answer([r.key for r in roots], values, errors, null_data)
+            elif "@" not in request.query and ctx.claims.role != "anon":
+                # the roots and shapes hold for any variables: next time only compiling is left
+                kept: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, str]], ...] = tuple(
+                    (r.key, r.nodes, r.nullable, r.shape, {}) for r in planned if r.shape
+                )
+                document.plans[request.operation_name] = _VariableRead(kept)
+            return await self._read_planned(op, planned, statement, params, errors, null_data)
         if op.session_id is not None:
             await op.begin()  # the token's session must be live before anything runs
         if statement is not None:
@@ -441,6 +469,38 @@ class Runner:
         if any(r.custom for r in planned if r.sql is not None):
             return CUSTOM_PLAN + statement
         return statement
+
+    async def _variable_read(
+        self, roots: list[_Root], variables: Any, claims: Claims, pool: Pool
+    ) -> Outcome:
+        """A document of planned fields whose shapes are kept, compiled with these variables."""
+        op = self.services.operation(claims, readonly=True, pool=pool)
+        params = self._compile(roots, variables, op.user_id, alone=True)
+        errors = _root_errors(roots)
+        null_data = any(r.error is not None and not r.nullable for r in roots)
+        statement = self._statement(roots) if not null_data else None
+        return await self._read_planned(op, roots, statement, params, errors, null_data)
+
+    async def _read_planned(
+        self,
+        op: Operation,
+        planned: list[_Root],
+        statement: str | None,
+        params: JsonParams,
+        errors: list[GraphQLError],
+        null_data: bool,
+    ) -> Outcome:
+        """A read made only of planned fields: their one statement (when any is left to run)
+        in the operation's one transaction, and the answer."""
+        values: dict[str, bytes] = {}
+        if statement is not None:
+            try:
+                text = await op.read_statement(statement, params.json())
+                values.update(_split(planned, text))
+                _count_searches(self.services.searches, planned, values)
+            except (AppError, asyncpg.PostgresError) as exc:
+                null_data |= self._statement_failed(exc, planned, errors)
+        return answer([r.key for r in planned], values, errors, null_data)
 
     async def _fast_read(self, fast: _FastRead, claims: Claims, pool: Pool) -> Outcome:
         """A document planned before, without variables: its statement, run again."""

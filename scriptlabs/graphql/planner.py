@@ -211,10 +211,13 @@ class Planner:
         variables: VariableValues,
         params: JsonParams,
         caller: Callable[[], str],
+        memo: dict[Any, str] | None = None,
     ) -> str:
         """The SQL expression (json) of one root field. AppError for a refused argument.
         `caller()` gives the SQL of the caller's id, for a root that names it: then the
-        statement is planned with its values at every run."""
+        statement is planned with its values at every run. `memo`, when given, keeps texts
+        made for this root of this document, by what they depend on (`labs`: the filter's
+        SQL and its page's placeholders; `lab`: its id's), for the next request to reuse."""
         field = self.query_type.fields[out.name]
         raw = get_argument_values(field, node, variables)
         names = self._python_names[out.name]
@@ -227,20 +230,35 @@ class Planner:
             )
         else:  # scalars only (first, after, id...): Strawberry would pass them through
             kwargs = {names[name]: value for name, value in raw.items()}
-        return self._roots[out.name](out, kwargs, params, caller)
+        return self._roots[out.name](out, kwargs, params, caller, memo)
 
     def _lab(
-        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+        self,
+        out: Out,
+        kwargs: dict[str, Any],
+        params: JsonParams,
+        caller: Callable[[], str],
+        memo: dict[Any, str] | None,
     ) -> str:
+        placeholder = params.add(kwargs["id"])
+        kept = memo.get(placeholder) if memo is not None else None
+        if kept is not None:
+            return kept
         columns = columns_for(out.names())
-        rows = store.get_sql(columns, params.add(kwargs["id"]))
+        rows = store.get_sql(columns, placeholder)
         fields = self._fields(out.children, "f", "Lab")
-        return f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
+        sql = f"(select row_to_json(o_) from ({rows}) f cross join lateral ({fields}) o_)"
+        _keep(memo, placeholder, sql)
+        return sql
 
     def _labs(
-        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+        self,
+        out: Out,
+        kwargs: dict[str, Any],
+        params: JsonParams,
+        caller: Callable[[], str],
+        memo: dict[Any, str] | None,
     ) -> str:
-        fields = out.names("edges", "node") | out.names("nodes")
         query = lab_page_query(
             filter=kwargs.get("filter"),
             order_by=kwargs.get("order_by"),
@@ -249,8 +267,17 @@ class Planner:
             last=kwargs.get("last"),
             before=kwargs.get("before"),
         )
+        # every value bound first, in one order: the text below depends on them only
+        # through these placeholders (with the order and the page's emptiness)
         where = query.where_sql(params)
-        page = _Page(query, where, columns_for(fields, query.keys), params)
+        slots = query.bind(params)
+        limit = params.add(query.page.limit)
+        signature = (where, query.keys, query.page.backward, query.page.limit == 0, slots, limit)
+        kept = memo.get(signature) if memo is not None else None
+        if kept is not None:
+            return kept
+        fields = out.names("edges", "node") | out.names("nodes")
+        page = _Page(query, where, columns_for(fields, query.keys), slots, limit)
         parts: list[str] = []
         for child in out.children:
             if child.name == "totalCount":
@@ -265,10 +292,17 @@ class Planner:
             else:  # __typename
                 expr = "'LabConnection'"
             parts.append(f"{expr} as {_alias(child.key)}")
-        return f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
+        sql = f"(select row_to_json(c_) from (select {', '.join(parts)}) c_)"
+        _keep(memo, signature, sql)
+        return sql
 
     def _lab_stats(
-        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+        self,
+        out: Out,
+        kwargs: dict[str, Any],
+        params: JsonParams,
+        caller: Callable[[], str],
+        memo: dict[Any, str] | None,
     ) -> str:
         query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
         where = query.where_sql(params)
@@ -324,7 +358,12 @@ class Planner:
         return _page_info(outs, has_next, has_previous, lambda last: page.cursor(last=last))
 
     def _search_labs(
-        self, out: Out, kwargs: dict[str, Any], params: JsonParams, caller: Callable[[], str]
+        self,
+        out: Out,
+        kwargs: dict[str, Any],
+        params: JsonParams,
+        caller: Callable[[], str],
+        memo: dict[Any, str] | None,
     ) -> str:
         query = search_labs_query(
             query=kwargs["query"],
@@ -452,14 +491,14 @@ class _Page:
     query: store.PageQuery
     where: str
     columns: list[str]
-    params: JsonParams
+    slots: store.PageSlots
+    limit: str  # the placeholder of the page's size
 
     def rows(self) -> str:
         """The page's rows (at most `limit`), as the loader reads them, in scan order."""
-        fetched = self.query.rows_sql(self.columns, self.params, where=self.where)
+        fetched = self.query.rows_sql(self.columns, self.slots, where=self.where)
         scan = ", ".join(k.sql_in("r_") for k in self.query.scan)
-        limit = self.params.add(self.query.page.limit)
-        return f"select * from ({fetched}) r_ order by {scan} limit {limit}"
+        return f"select * from ({fetched}) r_ order by {scan} limit {self.limit}"
 
     def order(self, alias: str, *, reverse: bool = False) -> str:
         """The page's own order (the scan's, reversed when paging backward)."""
@@ -483,8 +522,8 @@ class _Page:
 
     def more(self) -> str:
         """Whether rows follow the page in its scan (the loader's `limit + 1` read)."""
-        fetched = self.query.rows_sql(["id"], self.params, where=self.where)
-        return f"((select count(*) from ({fetched}) m_) > {self.params.add(self.query.page.limit)})"
+        fetched = self.query.rows_sql(["id"], self.slots, where=self.where)
+        return f"((select count(*) from ({fetched}) m_) > {self.limit})"
 
     def cursor(self, *, last: bool) -> str:
         if self.query.page.limit == 0:
@@ -493,6 +532,14 @@ class _Page:
             f"(select {self.query.cursor_sql('f')} from ({self.rows()}) f "
             f"order by {self.order('f', reverse=last)} limit 1)"
         )
+
+
+MEMO_MAX = 32  # texts kept for one root of one document: a client cannot grow it further
+
+
+def _keep(memo: dict[Any, str] | None, signature: Any, sql: str) -> None:
+    if memo is not None and len(memo) < MEMO_MAX:
+        memo[signature] = sql
 
 
 def _page_info(

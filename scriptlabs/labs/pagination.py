@@ -169,8 +169,14 @@ def decode_cursor(cursor: str, keys: tuple[SortKey, ...], name: str) -> list[Any
         raise _bad_cursor(name) from None
 
 
-def after_condition(keys: tuple[SortKey, ...], values: list[Any], params: Placeholders) -> str:
-    """Rows strictly after `values` in the order `keys`.
+def bind_values(values: list[Any], params: Placeholders) -> tuple[str | None, ...]:
+    """The placeholders of a cursor's values, in order; None for a NULL (no parameter)."""
+    return tuple(None if v is None else params.add(v) for v in values)
+
+
+def after_condition(keys: tuple[SortKey, ...], slots: tuple[str | None, ...]) -> str:
+    """Rows strictly after the cursor whose values `slots` hold (bind_values), in the order
+    `keys`: the SQL depends only on the order, and on which values are NULL.
 
     When every key is non-null and all run one way this is one row comparison,
     `(created_at, id) < ($1, $2)`, which PostgreSQL turns into an index range: deep pages
@@ -178,34 +184,32 @@ def after_condition(keys: tuple[SortKey, ...], values: list[Any], params: Placeh
     """
     if all(not k.nullable for k in keys) and len({k.descending for k in keys}) == 1:
         columns = ", ".join(k.column for k in keys)
-        placeholders = ", ".join(params.add(v) for v in values)
+        placeholders = ", ".join(str(slot) for slot in slots)
         op = "<" if keys[0].descending else ">"
         if len(keys) == 1:
             return f"{columns} {op} {placeholders}"
         return f"({columns}) {op} ({placeholders})"
     alternatives: list[str] = []
     equal_so_far: list[str] = []
-    for index, (key, value) in enumerate(zip(keys, values, strict=True)):
-        after = _strictly_after(key, value, params)
+    for key, slot in zip(keys, slots, strict=True):
+        after = _strictly_after(key, slot)
         if after is not None:
             alternatives.append(" and ".join([*equal_so_far, after]))
-        if index == len(keys) - 1:
-            break  # no key follows: an equality here would be an unused parameter
-        if value is None:
+        if slot is None:
             equal_so_far.append(f"{key.column} is null")
         else:
-            equal_so_far.append(f"{key.column} = {params.add(value)}")
+            equal_so_far.append(f"{key.column} = {slot}")
     if not alternatives:
         return "false"
     return "(" + " or ".join(f"({a})" for a in alternatives) + ")"
 
 
-def _strictly_after(key: SortKey, value: Any, params: Placeholders) -> str | None:
-    if value is None:
+def _strictly_after(key: SortKey, slot: str | None) -> str | None:
+    if slot is None:
         # NULLs sort together: after them come the values (nulls first) or nothing
         return None if key.nulls_last else f"{key.column} is not null"
     op = "<" if key.descending else ">"
-    condition = f"{key.column} {op} {params.add(value)}"
+    condition = f"{key.column} {op} {slot}"
     if key.nullable and key.nulls_last:
         return f"({condition} or {key.column} is null)"
     return condition

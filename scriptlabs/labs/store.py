@@ -26,6 +26,7 @@ from scriptlabs.labs.pagination import (
     PageRequest,
     SortKey,
     after_condition,
+    bind_values,
     cursor_sql,
     encode_cursor,
 )
@@ -42,6 +43,17 @@ class Page:
 
     def cursor(self, row: asyncpg.Record) -> str:
         return encode_cursor(self.keys, row)
+
+
+@dataclass(frozen=True, slots=True)
+class PageSlots:
+    """The placeholders of a page's values: its cursors' (None for a NULL value) and its
+    `limit + 1`. With the filter's SQL they are all a page's SQL depends on besides its order
+    and its columns: two pages alike in them share their text (the planner keeps it)."""
+
+    after: tuple[str | None, ...] | None
+    before: tuple[str | None, ...] | None
+    fetch: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +76,30 @@ class PageQuery:
     def where_sql(self, params: Placeholders) -> str:
         return compile_where(self.where, params)
 
-    def rows_sql(self, columns: list[str], params: Placeholders, *, where: str) -> str:
-        """The page's rows in scan order, `limit + 1` of them to know whether more follow."""
+    def bind(self, params: Placeholders) -> PageSlots:
+        """The page's own values (its cursors, its limit + 1) added to `params`, once."""
+        page = self.page
+        return PageSlots(
+            after=bind_values(page.after, params) if page.after is not None else None,
+            before=bind_values(page.before, params) if page.before is not None else None,
+            fetch=params.add(page.limit + 1),
+        )
+
+    def rows_sql(self, columns: list[str], slots: PageSlots, *, where: str) -> str:
+        """The page's rows in scan order, `limit + 1` of them to know whether more follow.
+        Its text depends on the page's values only through `where` and `slots`."""
         conditions = [where]
-        if self.page.after is not None:
-            conditions.append(after_condition(self.keys, self.page.after, params))
-        if self.page.before is not None:
+        if slots.after is not None:
+            conditions.append(after_condition(self.keys, slots.after))
+        if slots.before is not None:
             reverse = tuple(k.reversed() for k in self.keys)
-            conditions.append(after_condition(reverse, self.page.before, params))
+            conditions.append(after_condition(reverse, slots.before))
         return (
             f"select {select_list(columns)}\n"
             f"from public.labs\n"
             f"where {' and '.join(conditions)}\n"
             f"order by {', '.join(k.sql() for k in self.scan)}\n"
-            f"limit {params.add(self.page.limit + 1)}"
+            f"limit {slots.fetch}"
         )
 
     def cursor_sql(self, alias: str) -> str:
@@ -97,7 +119,8 @@ async def list_labs(op: Operation, query: PageQuery, columns: list[str]) -> Page
     if page.limit == 0:
         return Page([], False, False, query.keys)
     params = Params()
-    sql = query.rows_sql(columns, params, where=query.where_sql(params))
+    where = query.where_sql(params)
+    sql = query.rows_sql(columns, query.bind(params), where=where)
     rows = await op.fetch(sql, *params.values)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
