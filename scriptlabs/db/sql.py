@@ -44,8 +44,9 @@ class JsonParams:
             kind = _sql_type(value[0]) if value else "text"
             element = "e" if kind == "text" else f"e::{kind}"
             return f"array(select {element} from jsonb_array_elements_text($1::jsonb->{index}) e)"
-        self.values.append(_plain(value))
-        kind = _sql_type(value)
+        known = _KINDS.get(type(value))  # the common types by one lookup, the rest below
+        kind = known if known is not None else _sql_type(value)
+        self.values.append(value if kind in _AS_IS else _plain(value))
         return f"($1::jsonb->>{index})" if kind == "text" else f"($1::jsonb->>{index})::{kind}"
 
     def json(self) -> str:
@@ -58,6 +59,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+_KINDS: dict[type, str] = {
+    bool: "boolean",
+    int: "int8",
+    float: "float8",
+    dt.datetime: "timestamptz",
+    uuid.UUID: "uuid",
+    str: "text",
+}
+
+
+_AS_IS = frozenset({"boolean", "int8", "float8", "text"})  # orjson writes them as they are
 
 
 def _sql_type(value: Any) -> str:

@@ -68,12 +68,27 @@ class SortKey:
 DEFAULT_ORDER: tuple[tuple[OrderField, bool], ...] = ((OrderField.CREATED_AT, True),)
 
 
+_KEYS: dict[tuple[tuple[OrderField, bool], ...], tuple[SortKey, ...]] = {}
+_KEYS_MAX = 1024  # orders kept; a client sending others gets them made each time
+_SIGNATURES: dict[tuple[SortKey, ...], str] = {}
+
+
 def sort_keys(order: tuple[tuple[OrderField, bool], ...]) -> tuple[SortKey, ...]:
     """The keys for `order` ((field, descending) pairs), ending in `id`.
 
     `id` takes the direction of the last key so that one btree index (user_id, key, id),
-    read forward or backward, serves the whole order.
+    read forward or backward, serves the whole order. The same order gives the same tuple.
     """
+    keys = _KEYS.get(order)
+    if keys is None:
+        keys = _sort_keys(order)
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[order] = keys
+            _SIGNATURES[keys] = ",".join(f"{k.column}{'-' if k.descending else '+'}" for k in keys)
+    return keys
+
+
+def _sort_keys(order: tuple[tuple[OrderField, bool], ...]) -> tuple[SortKey, ...]:
     order = order or DEFAULT_ORDER
     keys: list[SortKey] = []
     seen: set[str] = set()
@@ -90,6 +105,9 @@ _SIGNATURE = re.compile(r"^[a-z_]+[+-](,[a-z_]+[+-])*$")
 
 
 def order_signature(keys: tuple[SortKey, ...]) -> str:
+    kept = _SIGNATURES.get(keys)
+    if kept is not None:
+        return kept
     return ",".join(f"{k.column}{'-' if k.descending else '+'}" for k in keys)
 
 
