@@ -516,3 +516,44 @@ async def test_one_document_with_many_filters_orders_and_cursors_matches_strawbe
                 await _both(client, unplanned_client, body, owner.token, caplog)
                 sent += 1
     assert sent > 2 * 32  # more texts than one root keeps
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        # a variable inside a literal, and one with a default
+        (
+            "query($r: Int, $n: Int = 3) { labs(first: $n, filter: {rating: {gte: $r}}) {"
+            " nodes { title rating } } }",
+            [{"r": 2}, {"r": 4, "n": 1}, {}, {"n": None}],
+        ),
+        # literals beside variables, a variable not sent, one sent as null
+        (
+            "query($a: String, $o: [LabOrder!]) { labs(first: 2, after: $a, orderBy: $o) {"
+            " totalCount nodes { title } } }",
+            [{}, {"o": [{"field": "TITLE", "direction": "DESC"}]}, {"a": None, "o": None}],
+        ),
+        # a non-null argument from a variable
+        (
+            "query($id: UUID!) { lab(id: $id) { title } }",
+            [{"id": "00000000-0000-4000-8000-000000000000"}, {"id": "nope"}],
+        ),
+    ],
+)
+async def test_arguments_from_variables_match_strawberry_request_after_request(
+    client: httpx.AsyncClient,
+    unplanned_client: httpx.AsyncClient,
+    owner: User,
+    caplog: pytest.LogCaptureFixture,
+    query: str,
+    variables: list[dict[str, object]],
+) -> None:
+    for values in [*variables, *variables]:  # the second time from what the first kept
+        body = {"query": query, "variables": values}
+        if values.get("id") == "nope":  # refused before planning: nothing to compare
+            response = await client.post(
+                "/graphql", json=body, headers={"authorization": f"Bearer {owner.token}"}
+            )
+            assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            continue
+        await _both(client, unplanned_client, body, owner.token, caplog)

@@ -17,6 +17,11 @@ with a deadline of their own: http/export.py, http/imports.py):
    statement, then Strawberry for the rest. It commits only when nothing failed.
 6. The outcome: the response body and what the transport needs to choose the HTTP status.
 
+A read made only of planned fields is kept with its document for the next request: without
+variables, its statement and values (`_FastRead`: it runs again as it is); with variables but
+no directive, its roots and their shapes (`_VariableRead`: each request compiles them with its
+own values, and the planner keeps each page's text by what it depends on).
+
 With a read replica (db.replica), a query runs on the pool `Replica.choose` gives; a query
 the replica answered 503 (gone, or no connection in time) is run again on the primary. A
 mutation of a signed-in caller that wrote stamps the caller just before its commit, so that
@@ -104,7 +109,7 @@ class _Root:
     nodes: list[FieldNode]
     nullable: bool
     shape: Out | None = None  # planned
-    memo: dict[Any, str] | None = None  # SQL kept for this root of its document (planner)
+    memo: dict[Any, Any] | None = None  # SQL kept for this root of its document (planner)
     sql: str | None = None
     custom: bool = False  # its SQL names the caller: planned with its values at every run
     error: GraphQLError | None = None
@@ -130,7 +135,7 @@ class _VariableRead:
     compiles them with its own values (a deep page's cursor, a lab's id)."""
 
     # key, nodes, nullable, shape, and the planner's texts kept for the root
-    roots: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, str]], ...]
+    roots: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, Any]], ...]
 
     def fresh(self) -> list[_Root]:
         return [
@@ -428,7 +433,7 @@ class Runner:
                     document.plans[request.operation_name] = fast
             elif "@" not in request.query and ctx.claims.role != "anon":
                 # the roots and shapes hold for any variables: next time only compiling is left
-                kept: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, str]], ...] = tuple(
+                kept: tuple[tuple[str, list[FieldNode], bool, Out, dict[Any, Any]], ...] = tuple(
                     (r.key, r.nodes, r.nullable, r.shape, {}) for r in planned if r.shape
                 )
                 document.plans[request.operation_name] = _VariableRead(kept)

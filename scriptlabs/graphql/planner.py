@@ -8,7 +8,7 @@ the selection's order, so the text passes into the response untouched and the an
 byte what Strawberry would give.
 
 It is a shaper over the same loaders the resolvers use: `labs` checks its arguments and reads
-its rows with `scriptlabs.labs.store` (`page_request`, `page_sql`), `lab` with `get_sql`,
+its rows with `scriptlabs.labs.store` (`PageQuery`: `bind`, `rows_sql`), `lab` with `get_sql`,
 `labStats` with `scriptlabs.labs.stats` (the selected parts, from the kept figures or the
 filtered labs).
 What it adds is only the shape: which keys, in which order, and each leaf's JSON, derived from
@@ -19,6 +19,12 @@ Planning is per root field: a document that mixes plannable and other root field
 it can, and the runner sends the rest through Strawberry. A root field that cannot be planned
 (a name too long for a SQL alias, a type the shaper does not know) is logged at WARNING with
 its reason and runs through Strawberry.
+
+Values reach the SQL only as placeholders into the statement's one JSON parameter. `labs` binds
+all of its values before it writes any text, so the text depends on them only through their
+placeholders (which encode position and type), the order and whether the page is empty: for a
+document the runner keeps, the planner keeps that text per root under that signature (at most
+MEMO_MAX), and the next deep page, for any cursor, only binds its values.
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ from graphql import (
     GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_named_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_directive_values
@@ -211,7 +221,7 @@ class Planner:
         variables: VariableValues,
         params: JsonParams,
         caller: Callable[[], str],
-        memo: dict[Any, str] | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> str:
         """The SQL expression (json) of one root field. AppError for a refused argument.
         `caller()` gives the SQL of the caller's id, for a root that names it: then the
@@ -219,7 +229,7 @@ class Planner:
         made for this root of this document, by what they depend on (`labs`: the filter's
         SQL and its page's placeholders; `lab`: its id's), for the next request to reuse."""
         field = self.query_type.fields[out.name]
-        raw = get_argument_values(field, node, variables)
+        raw = _arguments(field, node, variables, memo)
         names = self._python_names[out.name]
         if any(name in self._input_objects for name in raw):
             kwargs = convert_arguments(
@@ -238,10 +248,10 @@ class Planner:
         kwargs: dict[str, Any],
         params: JsonParams,
         caller: Callable[[], str],
-        memo: dict[Any, str] | None,
+        memo: dict[Any, Any] | None,
     ) -> str:
         placeholder = params.add(kwargs["id"])
-        kept = memo.get(placeholder) if memo is not None else None
+        kept: str | None = memo.get(placeholder) if memo is not None else None
         if kept is not None:
             return kept
         columns = columns_for(out.names())
@@ -257,7 +267,7 @@ class Planner:
         kwargs: dict[str, Any],
         params: JsonParams,
         caller: Callable[[], str],
-        memo: dict[Any, str] | None,
+        memo: dict[Any, Any] | None,
     ) -> str:
         query = lab_page_query(
             filter=kwargs.get("filter"),
@@ -273,7 +283,7 @@ class Planner:
         slots = query.bind(params)
         limit = params.add(query.page.limit)
         signature = (where, query.keys, query.page.backward, query.page.limit == 0, slots, limit)
-        kept = memo.get(signature) if memo is not None else None
+        kept: str | None = memo.get(signature) if memo is not None else None
         if kept is not None:
             return kept
         fields = out.names("edges", "node") | out.names("nodes")
@@ -302,7 +312,7 @@ class Planner:
         kwargs: dict[str, Any],
         params: JsonParams,
         caller: Callable[[], str],
-        memo: dict[Any, str] | None,
+        memo: dict[Any, Any] | None,
     ) -> str:
         query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
         where = query.where_sql(params)
@@ -363,7 +373,7 @@ class Planner:
         kwargs: dict[str, Any],
         params: JsonParams,
         caller: Callable[[], str],
-        memo: dict[Any, str] | None,
+        memo: dict[Any, Any] | None,
     ) -> str:
         query = search_labs_query(
             query=kwargs["query"],
@@ -537,7 +547,64 @@ class _Page:
 MEMO_MAX = 32  # texts kept for one root of one document: a client cannot grow it further
 
 
-def _keep(memo: dict[Any, str] | None, signature: Any, sql: str) -> None:
+_NO_VARIABLES = VariableValues({}, {})
+_ARGUMENTS = object()  # the memo's key of a root's argument plan
+
+
+def _arguments(
+    field: GraphQLField, node: FieldNode, variables: VariableValues, memo: dict[Any, Any] | None
+) -> dict[str, Any]:
+    """The field's coerced arguments, as get_argument_values gives them. With a memo, when
+    every argument is a literal without variables or a variable given to a nullable argument,
+    what the literals and defaults give is kept (computed as if no variable had a value) and
+    each request only adds the variables it has values for, as graphql-core would."""
+    if memo is None:
+        return get_argument_values(field, node, variables)
+    plan = memo.get(_ARGUMENTS)
+    if plan is None:
+        plan = memo[_ARGUMENTS] = _argument_plan(field, node)
+    if plan is False:
+        return get_argument_values(field, node, variables)
+    static, from_variables = plan
+    raw = dict(static)
+    given = variables.coerced
+    for out_name, variable in from_variables:
+        if variable in given:
+            raw[out_name] = given[variable]
+    return raw
+
+
+def _argument_plan(field: GraphQLField, node: FieldNode) -> Any:
+    """(static values, (argument, variable) pairs), or False when a request needs graphql-core
+    (a variable given to a non-null argument, or inside a literal)."""
+    from_variables: list[tuple[str, str]] = []
+    for argument in node.arguments or ():
+        name = argument.name.value
+        definition = field.args.get(name)
+        if definition is None:
+            return False
+        value = argument.value
+        if isinstance(value, VariableNode):
+            if isinstance(definition.type, GraphQLNonNull):
+                return False
+            out_name = getattr(definition, "out_name", None) or name
+            from_variables.append((out_name, value.name.value))
+        elif _has_variable(value):
+            return False
+    return get_argument_values(field, node, _NO_VARIABLES), tuple(from_variables)
+
+
+def _has_variable(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(v) for v in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(f.value) for f in value.fields)
+    return False
+
+
+def _keep(memo: dict[Any, Any] | None, signature: Any, sql: str) -> None:
     if memo is not None and len(memo) < MEMO_MAX:
         memo[signature] = sql
 
