@@ -278,7 +278,7 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
             )
         )
     people = f"{len(users):,} user" + ("" if len(users) == 1 else "s")
-    bar.finish(f"loaded {sum(user.labs for user in users):,} labs for {people}")
+    bar.close_with(f"loaded {sum(user.labs for user in users):,} labs for {people}")
     for user in users:
         print(f"{user.email}\t{user.id}\t{user.labs}")
     return 0

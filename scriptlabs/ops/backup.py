@@ -269,7 +269,7 @@ async def backup(admin_dsn: str, file: Path, progress: TextIO | None) -> int:
             draft.unlink()
         if progress is not None:
             await watcher.close()
-    bar.finish(
+    bar.close_with(
         f"backed up {tables} tables into {file} ({size:,} bytes) "
         f"in {human_seconds(time.monotonic() - bar.started)}"
     )
@@ -359,7 +359,9 @@ async def _pg_restore(
         raise BackupError(
             f"pg_restore failed (exit status {status}); nothing was restored:\n{_errors(tail)}"
         )
-    bar.finish(f"restored {file} ({total:,} bytes) in {human_seconds(time.monotonic() - started)}")
+    bar.close_with(
+        f"restored {file} ({total:,} bytes) in {human_seconds(time.monotonic() - started)}"
+    )
 
 
 def _private_draft(file: Path) -> Path:

@@ -107,7 +107,7 @@ class Progress:
         self.stream.write("\n")
         self.stream.flush()
 
-    def finish(self, text: str) -> None:
+    def close_with(self, text: str) -> None:
         """A closing line of the caller's own in place of the progress line."""
         if self.stream is None:
             return
