@@ -3,17 +3,20 @@ cost anything, the parse cache bounded by bytes, requests waiting their turn at 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+import scriptlabs
 from scriptlabs.config import Settings
 from scriptlabs.graphql.document import Documents, over_token_limit
 from scriptlabs.graphql.schema import build_schema
@@ -345,3 +348,55 @@ async def test_a_failure_at_commit_is_an_internal_error_with_a_request_id(
     assert "refused" not in error["message"]
     count = await admin.fetchval("select count(*) from public.labs where user_id = $1", user.id)
     assert count == 0
+
+
+# the request path: everything an HTTP or WebSocket request runs through but the runner;
+# db/ owns the transaction's mechanics, ops/ and the demo loader are command-line tools
+REQUEST_PATH = ("http", "graphql", "auth", "labs", "realtime", "telemetry")
+RUNNER = "scriptlabs/graphql/execution.py"
+COMMANDS = ("scriptlabs/labs/demo.py",)
+TRANSACTION_CALLS = frozenset({"begin", "commit", "rollback", "transaction"})
+
+
+def _transaction_calls(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        name = node.func.attr
+        ends = name == "end" and any(k.arg == "commit" for k in node.keywords)
+        if name in TRANSACTION_CALLS or ends:
+            found.append(f"{path}:{node.lineno} .{name}(")
+    return found
+
+
+def test_only_the_runner_begins_or_ends_a_transaction_on_the_request_path() -> None:
+    package = Path(scriptlabs.__file__).parent
+    root = package.parent
+    offenders = [
+        call
+        for folder in REQUEST_PATH
+        for path in sorted((package / folder).rglob("*.py"))
+        if str(path.relative_to(root)) not in (RUNNER, *COMMANDS)
+        for call in _transaction_calls(path)
+    ]
+    assert offenders == []
+    # and the runner does (the check sees what it looks for)
+    assert _transaction_calls(root / RUNNER)
+
+
+def test_db_imports_nothing_from_auth() -> None:
+    package = Path(scriptlabs.__file__).parent
+    imported = [
+        f"{path.name}: {name}"
+        for path in sorted((package / "db").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names]
+        )
+        if name.startswith("scriptlabs.auth")
+    ]
+    assert imported == []

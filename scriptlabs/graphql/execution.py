@@ -1,8 +1,8 @@
 """The operation runner: one GraphQL operation, from verified claims to its outcome.
 
 `Runner.run` owns a GraphQL operation whole, and nothing else begins, commits or rolls it
-back (the streamed endpoints, export and import, own their one operation the same way,
-with a deadline of their own: http/export.py, http/imports.py):
+back (the streamed endpoints, export and import, get theirs from `Runner.streamed`, which
+begins and ends it for them, with a deadline of its own: http/export.py, http/imports.py):
 
 1. The document, parsed under the token limit and validated once (`Documents`, cached).
 2. The operation chosen, its type allowed by the transport (GET: queries only), read-only
@@ -68,6 +68,7 @@ from scriptlabs.auth.tokens import Claims
 from scriptlabs.db.operation import (
     CUSTOM_PLAN,
     LOGIN_ROLE,
+    Isolation,
     Operation,
     Pool,
     PoolBusy,
@@ -142,6 +143,28 @@ class _VariableRead:
             _Root(key, nodes, nullable, shape, memo=memo)
             for key, nodes, nullable, shape, memo in self.roots
         ]
+
+
+class StreamedOperation:
+    """The one operation of a streamed endpoint (export, import), owned by the runner like
+    any other: `start` begins its transaction (the token's session checked first), `close`
+    commits it only when asked and nothing failed, else rolls it back; closing twice is a
+    no-op, so the endpoint's clean-up can always close it. Between the two, the endpoint reads
+    and writes through `op`, under the operation's own deadline."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    @property
+    def ended(self) -> bool:
+        return self.op.ended
+
+    async def start(self) -> None:
+        await self.op.begin()
+
+    async def close(self, *, commit: bool = False) -> None:
+        if not self.op.ended:
+            await self.op.end(commit=commit)
 
 
 class Runner:
@@ -241,6 +264,26 @@ class Runner:
             # operation as a whole is refused, with the 503 of an outage; nothing committed
             return _unavailable()
         return outcome
+
+    def streamed(
+        self,
+        claims: Claims,
+        *,
+        readonly: bool,
+        timeout_s: float,
+        isolation: Isolation | None = None,
+    ) -> StreamedOperation:
+        """The operation of a streamed export or import, on the pool's turns kept for streams
+        (a long stream never holds a request's turn), with a deadline of its own."""
+        services = self.services
+        op = services.operation(
+            claims,
+            readonly=readonly,
+            pool=services.streams,
+            isolation=isolation,
+            timeout_ms=int(timeout_s * 1000),
+        )
+        return StreamedOperation(op)
 
     # -- subscriptions (the WebSocket)
 

@@ -34,9 +34,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scriptlabs.auth.tokens import Claims
-from scriptlabs.db.operation import Operation, PoolBusy, SessionEnded
+from scriptlabs.db.operation import PoolBusy, SessionEnded
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.context import Services
+from scriptlabs.graphql.execution import Runner, StreamedOperation
 from scriptlabs.http.client import claims_of
 from scriptlabs.http.graphql import DATABASE_GONE, database_gone, error_body, fault
 from scriptlabs.labs.export import MEDIA_TYPES, Format, export_chunks, open_cursor
@@ -155,12 +156,12 @@ class ExportEndpoint:
         self, services: Services, claims: Claims, slot: Slot, scope: Any, receive: Any, send: Any
     ) -> None:
         settings = services.settings
-        op = services.operation(
+        runner: Runner = scope["app"].state.runner
+        stream = runner.streamed(
             claims,
             readonly=True,
-            pool=services.streams,
             isolation="repeatable_read",
-            timeout_ms=settings.export_timeout_s * 1000,
+            timeout_s=settings.export_timeout_s,
         )
         deadline = time.monotonic() + settings.export_timeout_s
         rest: AsyncGenerator[tuple[bytes, int], None] | None = None
@@ -171,11 +172,11 @@ class ExportEndpoint:
             one has arrived finds them free."""
             if rest is not None:
                 await rest.aclose()
-            await op.end(commit=False)
+            await stream.close()
             slot.release()
 
         try:
-            started = await self._first(op, scope, receive, send)
+            started = await self._first(stream, scope, receive, send)
             if started is None:
                 return
             first, rest = started
@@ -188,13 +189,13 @@ class ExportEndpoint:
             await finish()
 
     async def _first(
-        self, op: Operation, scope: Any, receive: Any, send: Any
+        self, stream: StreamedOperation, scope: Any, receive: Any, send: Any
     ) -> tuple[bytes, AsyncGenerator[tuple[bytes, int], None]] | None:
         """The first chunk and the rest, or None once an error has been answered."""
         try:
-            await op.begin()
-            await open_cursor(op, self.fmt)
-            chunks = export_chunks(op, self.fmt)
+            await stream.start()
+            await open_cursor(stream.op, self.fmt)
+            chunks = export_chunks(stream.op, self.fmt)
             first, _ = await anext(chunks)
         except SessionEnded:
             response = _error(

@@ -35,6 +35,7 @@ from starlette.responses import Response
 from scriptlabs.db.operation import PoolBusy, SessionEnded
 from scriptlabs.errors import AppError, Code
 from scriptlabs.graphql.context import Services
+from scriptlabs.graphql.execution import Runner
 from scriptlabs.http.client import claims_of
 from scriptlabs.http.graphql import DATABASE_GONE, database_gone, error_body, fault
 from scriptlabs.labs.imports import LabImport
@@ -112,22 +113,18 @@ async def import_labs_csv(request: Request) -> Response:
     refused = slots.refusal(claims.sub)
     if refused is not None:
         return refused
-    op = services.operation(
-        claims,
-        readonly=False,
-        pool=services.streams,
-        timeout_ms=settings.import_timeout_s * 1000,
-    )
+    runner: Runner = request.app.state.runner
+    stream = runner.streamed(claims, readonly=False, timeout_s=settings.import_timeout_s)
     commit = False
-    job = LabImport(op, skip_bad=skip == "true")
+    job = LabImport(stream.op, skip_bad=skip == "true")
     try:
         async with asyncio.timeout(settings.import_timeout_s):
-            await op.begin()  # the live-session check before any byte is read
+            await stream.start()  # the live-session check before any byte is read
             await _read_body(request, job, settings.import_max_bytes)
             report = await job.close()
         # outside the deadline: a commit cut short could not say whether it happened
         commit = job.imported
-        await op.end(commit=commit)
+        await stream.close(commit=commit)
         body = orjson.dumps(report.as_json(imported=commit))
         return Response(body, 200 if commit else 400, media_type=JSON)
     except SessionEnded:
@@ -155,9 +152,9 @@ async def import_labs_csv(request: Request) -> Response:
     except Exception:
         return fault(JSON)
     finally:
-        if not op.ended:
+        if not stream.ended:
             await job.cancel()
-            await op.end(commit=False)
+            await stream.close()
         slots.release(claims.sub)
 
 
