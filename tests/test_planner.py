@@ -557,3 +557,31 @@ async def test_arguments_from_variables_match_strawberry_request_after_request(
             assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
             continue
         await _both(client, unplanned_client, body, owner.token, caplog)
+
+
+def test_the_texts_kept_for_one_root_are_bounded() -> None:
+    """A client that sends one document with ever new filters cannot grow what is kept."""
+    from graphql import get_variable_values, parse
+
+    from scriptlabs.db.sql import JsonParams
+    from scriptlabs.graphql.planner import MEMO_MAX, Planner, collect
+    from scriptlabs.graphql.schema import build_schema
+
+    schema = build_schema()
+    planner = Planner(schema._schema, schema)
+    operation = parse("query($f: LabFilter) { labs(filter: $f) { nodes { id } } }").definitions[0]
+    memo: dict[object, object] = {}
+    texts = set()
+    for n in range(1, 200):
+        # a filter of n conditions: each a new text
+        variables = {"f": {"and": [{"rating": {"gte": 1}}] * n}}
+        coerced = get_variable_values(
+            schema._schema,
+            operation.variable_definitions,  # type: ignore[attr-defined]
+            variables,
+        )
+        roots = list(collect(operation.selection_set, "Query", {}, coerced))  # type: ignore[attr-defined]
+        shape = planner.shape(roots, {}, coerced)
+        texts.add(planner.compile(shape, roots[0], coerced, JsonParams(), lambda: "$2", memo))
+    assert len(texts) == 199  # every request got its own text, right for it
+    assert len(memo) <= MEMO_MAX + 1  # the kept texts, and the arguments' plan
