@@ -99,6 +99,16 @@ class NotPlannable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Compiling:
+    """What a root's builder writes into: the statement's values (`params`), the SQL of the
+    caller's id (`caller()`), and the texts kept for this root of its document (`memo`)."""
+
+    params: JsonParams
+    caller: Callable[[], str]
+    memo: dict[Any, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Out:
     """One field of the response: its key (alias or name), its field name, its children."""
 
@@ -240,16 +250,10 @@ class Planner:
             )
         else:  # scalars only (first, after, id...): Strawberry would pass them through
             kwargs = {names[name]: value for name, value in raw.items()}
-        return self._roots[out.name](out, kwargs, params, caller, memo)
+        return self._roots[out.name](out, kwargs, _Compiling(params, caller, memo))
 
-    def _lab(
-        self,
-        out: Out,
-        kwargs: dict[str, Any],
-        params: JsonParams,
-        caller: Callable[[], str],
-        memo: dict[Any, Any] | None,
-    ) -> str:
+    def _lab(self, out: Out, kwargs: dict[str, Any], at: _Compiling) -> str:
+        params, memo = at.params, at.memo
         placeholder = params.add(kwargs["id"])
         kept: str | None = memo.get(placeholder) if memo is not None else None
         if kept is not None:
@@ -261,14 +265,8 @@ class Planner:
         _keep(memo, placeholder, sql)
         return sql
 
-    def _labs(
-        self,
-        out: Out,
-        kwargs: dict[str, Any],
-        params: JsonParams,
-        caller: Callable[[], str],
-        memo: dict[Any, Any] | None,
-    ) -> str:
+    def _labs(self, out: Out, kwargs: dict[str, Any], at: _Compiling) -> str:
+        params, memo = at.params, at.memo
         query = lab_page_query(
             filter=kwargs.get("filter"),
             order_by=kwargs.get("order_by"),
@@ -306,14 +304,8 @@ class Planner:
         _keep(memo, signature, sql)
         return sql
 
-    def _lab_stats(
-        self,
-        out: Out,
-        kwargs: dict[str, Any],
-        params: JsonParams,
-        caller: Callable[[], str],
-        memo: dict[Any, Any] | None,
-    ) -> str:
+    def _lab_stats(self, out: Out, kwargs: dict[str, Any], at: _Compiling) -> str:
+        params, caller = at.params, at.caller
         query = lab_stats_query(filter=kwargs.get("filter"), fields=out.names())
         where = query.where_sql(params)
         leaves, columns = self._leaves["LabStats"]
@@ -367,14 +359,8 @@ class Planner:
             has_next = has_previous = "false"
         return _page_info(outs, has_next, has_previous, lambda last: page.cursor(last=last))
 
-    def _search_labs(
-        self,
-        out: Out,
-        kwargs: dict[str, Any],
-        params: JsonParams,
-        caller: Callable[[], str],
-        memo: dict[Any, Any] | None,
-    ) -> str:
+    def _search_labs(self, out: Out, kwargs: dict[str, Any], at: _Compiling) -> str:
+        params, caller = at.params, at.caller
         query = search_labs_query(
             query=kwargs["query"],
             filter=kwargs.get("filter"),
