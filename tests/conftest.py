@@ -247,6 +247,56 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class ServeProcess:
+    """`scriptlabs serve` running in a process of its own."""
+
+    url: str
+    port: int
+    pid: int
+
+
+@contextlib.contextmanager
+def serve_process(database: Database, *, workers: int = 1, **env: str) -> Iterator[ServeProcess]:
+    """`scriptlabs serve` (uvicorn, uvloop, httptools; `--workers` when more than one) on a
+    free port over `database`, once it answers /health/ready; `env` on top of the test's."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": database.dsn,
+        "DATABASE_ADMIN_URL": database.admin_dsn,
+        "JWT_SECRET": JWT_SECRET,
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # serve makes its own for several workers
+    command = [sys.executable, "-m", "scriptlabs", "serve", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    proc = subprocess.Popen(
+        command,
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "the server stopped"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health/ready", timeout=2).is_success:
+                    break
+            assert time.monotonic() < deadline, "the server did not get ready"
+            time.sleep(0.05)
+        yield ServeProcess(url, port, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 @contextlib.asynccontextmanager
 async def in_process_server(app: Any, *, lifespan: str = "on") -> AsyncIterator[int]:
     """`app` under a real uvicorn on a free port, in this event loop, with the HTTP protocol

@@ -9,7 +9,6 @@ import csv
 import io
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from scriptlabs.labs.columns import LAB_FIELDS
 from scriptlabs.labs.export import CSV_HEADER
-from tests.conftest import JWT_SECRET, Api, Database, User, free_port, run_cli
+from tests.conftest import JWT_SECRET, Api, Database, User, run_cli, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = CSV_HEADER.split(",")
@@ -346,38 +345,8 @@ class Server:
 @contextlib.contextmanager
 def real_server(database: Database, **env: str) -> Iterator[Server]:
     """`scriptlabs serve` (uvicorn, uvloop, httptools) in a process of its own."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "DATABASE_URL": database.dsn,
-        "DATABASE_ADMIN_URL": database.admin_dsn,
-        "JWT_SECRET": JWT_SECRET,
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scriptlabs", "serve", "--port", str(port)],
-        env=full_env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "the server stopped"
-            try:
-                if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield Server(url, proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_process(database, **env) as served:
+        yield Server(served.url, served.pid)
 
 
 async def add_fat_labs(admin: asyncpg.Connection, user: User, count: int) -> None:

@@ -10,16 +10,13 @@ import collections
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import JWT_SECRET, Database, free_port
+from tests.conftest import Database, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ESTABLISHED, LISTEN = "01", "0A"
@@ -59,42 +56,12 @@ def sockets_on(port: int, state: str) -> list[int]:
 
 @contextlib.contextmanager
 def two_workers(database: Database) -> Iterator[tuple[int, int]]:
-    """The supervisor's pid and the port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database.dsn,
-        "DATABASE_ADMIN_URL": database.admin_dsn,
-        "JWT_SECRET": JWT_SECRET,
-        "PYTHONPATH": str(ROOT),
-        "DB_POOL_MAX": "2",
-        "DB_POOL_MIN": "1",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scriptlabs", "serve", "--workers", "2", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "the server stopped"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).is_success:
-                    break
-            assert time.monotonic() < deadline, "the server did not get ready"
-            time.sleep(0.1)
+    """The supervisor's pid and the port, once both workers listen."""
+    with serve_process(database, workers=2, DB_POOL_MAX="2", DB_POOL_MIN="1") as server:
         deadline = time.monotonic() + 15  # the other worker may still be starting
-        while len(sockets_on(port, LISTEN)) < 2 and time.monotonic() < deadline:
+        while len(sockets_on(server.port, LISTEN)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        yield proc.pid, port
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        yield server.pid, server.port
 
 
 def test_each_worker_listens_on_its_own_socket_and_takes_its_share(database: Database) -> None:
