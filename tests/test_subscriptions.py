@@ -753,6 +753,14 @@ async def test_serve_with_two_workers_listens_in_each_and_delivers(
             assert time.monotonic() < deadline, "the workers did not start listening"
             await asyncio.sleep(0.1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            # a worker listens to PostgreSQL (its start-up) before it binds the port
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await c.get("/health/ready")).is_success:
+                        break
+                assert proc.poll() is None, _log_of(proc)
+                assert time.monotonic() < deadline, "the workers did not take connections"
+                await asyncio.sleep(0.1)
             api = Api(c)
             user = await api.sign_up()
             async with contextlib.AsyncExitStack() as stack:
